@@ -87,7 +87,7 @@ pub enum Check {
 
 impl Check {
     /// Bytes the check takes on the wire.
-    pub const fn len(self) -> usize {
+    pub const fn wire_len(self) -> usize {
         match self {
             Check::Checksum => 1,
             Check::Crc16 => 2,
@@ -183,7 +183,7 @@ impl Packet {
         } else {
             Check::Checksum
         };
-        let body_end = len - check.len();
+        let body_end = len - check.wire_len();
         match check {
             Check::Crc16 => {
                 let got = u16::from_le_bytes([bytes[body_end], bytes[body_end + 1]]);
@@ -299,6 +299,9 @@ impl Packet {
     }
 }
 
+/// Computes the 4 MAC bytes over SOM..data of a packet being built.
+pub type MacFn<'f> = &'f mut dyn FnMut(&[u8]) -> [u8; MAC_LEN];
+
 /// Everything needed to write one packet.
 #[derive(Debug, Clone, Copy)]
 pub struct PacketBuilder<'a> {
@@ -324,11 +327,7 @@ impl PacketBuilder<'_> {
     /// Appends the encoded packet to `out`. When the security block type
     /// carries a MAC, `mac` is called with SOM..data (the length field
     /// already counting MAC and check) and must return the 4 MAC bytes.
-    pub fn encode(
-        &self,
-        out: &mut Vec<u8>,
-        mac: Option<&mut dyn FnMut(&[u8]) -> [u8; MAC_LEN]>,
-    ) -> Result<(), FrameError> {
+    pub fn encode(&self, out: &mut Vec<u8>, mac: Option<MacFn<'_>>) -> Result<(), FrameError> {
         if self.address > ADDR_BROADCAST {
             return Err(FrameError::BadAddress(self.address));
         }
@@ -339,7 +338,7 @@ impl PacketBuilder<'_> {
             + 1
             + self.data.len()
             + if has_mac { MAC_LEN } else { 0 }
-            + self.check.len();
+            + self.check.wire_len();
         if total > MAX_PACKET_LEN || scb_len > usize::from(u8::MAX) {
             return Err(FrameError::TooLong(total));
         }

@@ -17,3 +17,4 @@
 //! - [`card`]: table-driven Wiegand card formats with parity checks.
 
 pub mod frame;
+pub mod sc;
