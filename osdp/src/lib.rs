@@ -16,4 +16,6 @@
 //! - [`sc`]: the secure channel (AES-128 session keys, cryptograms, MAC chain).
 //! - [`card`]: table-driven Wiegand card formats with parity checks.
 
+pub mod command;
 pub mod frame;
+pub mod reply;
