@@ -586,7 +586,9 @@ impl ControlPanel {
         let slot = f.slot;
         let probe = matches!(f.expect, Expect::Id)
             && matches!(self.slots[slot].link, Link::Connecting { .. })
-            && self.slots[slot].last_reply.is_none_or(|t| t < self.slots[slot].connect_started);
+            && self.slots[slot]
+                .last_reply
+                .is_none_or(|t| t < self.slots[slot].connect_started);
         if probe {
             // An offline device did not answer the probe: back off.
             self.go_offline(slot, now, false);
@@ -623,7 +625,8 @@ impl ControlPanel {
             if packet.address() != self.slots[f.slot].address {
                 continue;
             }
-            let is_busy = packet.code() == crate::reply::code::BUSY && packet.security_block().is_none();
+            let is_busy =
+                packet.code() == crate::reply::code::BUSY && packet.security_block().is_none();
             if packet.sequence() != f.seq && !is_busy {
                 continue;
             }
@@ -646,7 +649,11 @@ impl ControlPanel {
         let chosen = order
             .clone()
             .find(|&i| self.slots[i].urgent(now))
-            .or_else(|| order.clone().find(|&i| self.slots[i].due_at().is_some_and(|t| t <= now)))?;
+            .or_else(|| {
+                order
+                    .clone()
+                    .find(|&i| self.slots[i].due_at().is_some_and(|t| t <= now))
+            })?;
         self.advance_cursor(chosen);
         Some(chosen)
     }
@@ -678,7 +685,13 @@ impl ControlPanel {
                     };
                     let ch = CpChallenge::new(&key, default, rnd_a);
                     let select = ch.key_select();
-                    self.build_handshake(i, &Command::Challenge(rnd_a), frame::SCS_11, select, Expect::Ccrypt(ch))
+                    self.build_handshake(
+                        i,
+                        &Command::Challenge(rnd_a),
+                        frame::SCS_11,
+                        select,
+                        Expect::Ccrypt(ch),
+                    )
                 }
                 Step::Scrypt(pending) => {
                     let cmd = Command::ServerCryptogram(pending.server_cryptogram());
@@ -714,7 +727,11 @@ impl ControlPanel {
             address: self.slots[i].address,
             reply: false,
             sequence: seq,
-            check: if self.config.use_crc { Check::Crc16 } else { Check::Checksum },
+            check: if self.config.use_crc {
+                Check::Crc16
+            } else {
+                Check::Checksum
+            },
             mark: self.config.send_mark,
             scb: None,
             code,
@@ -752,7 +769,11 @@ impl ControlPanel {
                 Some(&mut |m: &[u8]| session.sign(Direction::Command, m)),
             )
         } else {
-            PacketBuilder { data: &data, ..base }.encode(&mut out, None)
+            PacketBuilder {
+                data: &data,
+                ..base
+            }
+            .encode(&mut out, None)
         };
         // Commands are typed values within protocol limits, so encoding
         // cannot fail short of a bug; nothing is sent if it does.
@@ -787,7 +808,9 @@ impl ControlPanel {
         // Unseal: a secure link accepts only secured replies, except a NAK
         // (devices drop the session and NAK in clear) and a clear ACK to
         // osdp_KEYSET (devices that switch keys before answering).
-        let secured = packet.security_block().is_some_and(|s| frame::scb_has_mac(s.kind));
+        let secured = packet
+            .security_block()
+            .is_some_and(|s| frame::scb_has_mac(s.kind));
         let has_session = self.slots[i].session().is_some();
         let plain = if has_session && secured {
             let Link::Online { session } = &mut self.slots[i].link else {
@@ -807,8 +830,13 @@ impl ControlPanel {
                 }
             }
         } else if has_session {
-            let keyset_ack = matches!(f.expect, Expect::User { keyset: Some(_), .. })
-                && packet.code() == crate::reply::code::ACK;
+            let keyset_ack = matches!(
+                f.expect,
+                Expect::User {
+                    keyset: Some(_),
+                    ..
+                }
+            ) && packet.code() == crate::reply::code::ACK;
             let nak = packet.code() == crate::reply::code::NAK;
             if !(keyset_ack || nak) {
                 self.sc_failed(i, f.expect, ScFailure::ClearTextRefused, now);
@@ -845,7 +873,9 @@ impl ControlPanel {
                 Reply::PdId(id) => {
                     self.slots[i].id = Some(id.clone());
                     self.events.push_back(Event::Identity { pd, id });
-                    self.slots[i].link = Link::Connecting { next: Some(Step::Cap) };
+                    self.slots[i].link = Link::Connecting {
+                        next: Some(Step::Cap),
+                    };
                 }
                 other => self.connect_unexpected(i, other, now),
             },
@@ -854,7 +884,9 @@ impl ControlPanel {
                     self.slots[i].caps = caps.clone();
                     self.events.push_back(Event::Capabilities { pd, caps });
                     if self.slots[i].wants_secure() {
-                        self.slots[i].link = Link::Connecting { next: Some(Step::Challenge) };
+                        self.slots[i].link = Link::Connecting {
+                            next: Some(Step::Challenge),
+                        };
                     } else {
                         self.go_online(i, None, now);
                     }
@@ -864,7 +896,9 @@ impl ControlPanel {
             Expect::Ccrypt(challenge) => match reply {
                 Reply::ClientCryptogram(c) => match challenge.verify(&c.rnd_b, &c.cryptogram) {
                     Ok(pending) => {
-                        self.slots[i].link = Link::Connecting { next: Some(Step::Scrypt(pending)) };
+                        self.slots[i].link = Link::Connecting {
+                            next: Some(Step::Scrypt(pending)),
+                        };
                     }
                     Err(e) => self.sc_failed(i, Expect::Poll, ScFailure::Crypto(e), now),
                 },
@@ -913,8 +947,11 @@ impl ControlPanel {
     fn on_nak(&mut self, i: usize, nak: Nak, now: Instant) {
         match nak.code {
             // Lost sequence or security state: start over from sequence 0.
-            NakCode::SequenceError | NakCode::UnsupportedSecurityBlock | NakCode::EncryptionRequired => {
-                if self.slots[i].wants_secure() && !matches!(nak.code, NakCode::SequenceError) {
+            NakCode::UnexpectedSequence
+            | NakCode::UnsupportedSecurityBlock
+            | NakCode::EncryptionRequired => {
+                if self.slots[i].wants_secure() && !matches!(nak.code, NakCode::UnexpectedSequence)
+                {
                     let pd = self.slots[i].address;
                     self.events.push_back(Event::SecureChannelFailed {
                         pd,
@@ -958,7 +995,9 @@ impl ControlPanel {
         s.last_seq = None;
         s.parked = None;
         s.connect_started = now;
-        s.link = Link::Connecting { next: Some(Step::Id) };
+        s.link = Link::Connecting {
+            next: Some(Step::Id),
+        };
     }
 
     fn sc_failed(&mut self, i: usize, expect: Expect, reason: ScFailure, now: Instant) {
@@ -970,7 +1009,8 @@ impl ControlPanel {
                 reason: CommandFailure::SecureChannelLost,
             });
         }
-        self.events.push_back(Event::SecureChannelFailed { pd, reason });
+        self.events
+            .push_back(Event::SecureChannelFailed { pd, reason });
         self.go_offline(i, now, false);
     }
 
@@ -1043,4 +1083,3 @@ impl Slot {
         }
     }
 }
-

@@ -16,5 +16,10 @@
 //! - [`sc`]: the secure channel (AES-128 session keys, cryptograms, MAC chain).
 //! - [`card`]: table-driven Wiegand card formats with parity checks.
 
+pub mod command;
+pub mod cp;
 pub mod frame;
+pub mod pd;
+pub mod reply;
 pub mod sc;
+pub mod sim;

@@ -21,7 +21,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crate::command::{Command, KeySet, OutputControl};
-use crate::frame::{self, Check, Decoder, Packet, PacketBuilder};
+use crate::frame::{self, Decoder, Packet, PacketBuilder};
 use crate::reply::{Capability, Ccrypt, LocalStatus, Nak, NakCode, PdId, Reply};
 use crate::sc::{Direction, Key, PdChallenge, Session, KEY_SELECT_DEFAULT, KEY_SELECT_SCBK};
 
@@ -254,7 +254,11 @@ impl PeripheralDevice {
                 Some(n) => n + 1,
             };
             if seq != expected && self.last_seq.is_some() {
-                self.respond(&packet, Reply::Nak(Nak::new(NakCode::SequenceError)), false);
+                self.respond(
+                    &packet,
+                    Reply::Nak(Nak::new(NakCode::UnexpectedSequence)),
+                    false,
+                );
                 return;
             }
         }
@@ -269,7 +273,11 @@ impl PeripheralDevice {
                 let security = std::mem::replace(&mut self.security, Security::Clear);
                 let Security::Active(session) = security else {
                     self.security = security;
-                    self.respond(&packet, Reply::Nak(Nak::new(NakCode::UnsupportedSecurityBlock)), false);
+                    self.respond(
+                        &packet,
+                        Reply::Nak(Nak::new(NakCode::UnsupportedSecurityBlock)),
+                        false,
+                    );
                     return;
                 };
                 match session.open(Direction::Command, &packet) {
@@ -279,26 +287,36 @@ impl PeripheralDevice {
                     }
                     Err(_) => {
                         self.events.push_back(PdEvent::SecureChannelLost);
-                        self.respond(&packet, Reply::Nak(Nak::new(NakCode::EncryptionRequired)), false);
+                        self.respond(
+                            &packet,
+                            Reply::Nak(Nak::new(NakCode::EncryptionRequired)),
+                            false,
+                        );
                         return;
                     }
                 }
             }
             Some(_) => {
-                self.respond(&packet, Reply::Nak(Nak::new(NakCode::UnsupportedSecurityBlock)), false);
+                self.respond(
+                    &packet,
+                    Reply::Nak(Nak::new(NakCode::UnsupportedSecurityBlock)),
+                    false,
+                );
                 return;
             }
             None => {
-                let allowed_clear = matches!(
-                    code,
-                    crate::command::code::ID | crate::command::code::CAP
-                );
+                let allowed_clear =
+                    matches!(code, crate::command::code::ID | crate::command::code::CAP);
                 if self.is_secure() {
                     // Clear text inside a session: the session is over.
                     self.drop_session();
                 }
                 if self.config.require_secure && !allowed_clear {
-                    self.respond(&packet, Reply::Nak(Nak::new(NakCode::EncryptionRequired)), false);
+                    self.respond(
+                        &packet,
+                        Reply::Nak(Nak::new(NakCode::EncryptionRequired)),
+                        false,
+                    );
                     return;
                 }
                 packet.data().to_vec()
@@ -323,18 +341,28 @@ impl PeripheralDevice {
         let secure = self.is_secure();
         match command {
             Command::Challenge(rnd_a) => {
-                let select = packet.security_block().and_then(|s| s.data.first().copied());
+                let select = packet
+                    .security_block()
+                    .and_then(|s| s.data.first().copied());
                 let key = match select {
                     Some(KEY_SELECT_DEFAULT) if self.config.install_mode => (Key::DEFAULT, true),
                     Some(KEY_SELECT_SCBK) => match &self.config.scbk {
                         Some(k) => (k.clone(), false),
                         None => {
-                            self.respond(packet, Reply::Nak(Nak::new(NakCode::UnsupportedSecurityBlock)), false);
+                            self.respond(
+                                packet,
+                                Reply::Nak(Nak::new(NakCode::UnsupportedSecurityBlock)),
+                                false,
+                            );
                             return;
                         }
                     },
                     _ => {
-                        self.respond(packet, Reply::Nak(Nak::new(NakCode::UnsupportedSecurityBlock)), false);
+                        self.respond(
+                            packet,
+                            Reply::Nak(Nak::new(NakCode::UnsupportedSecurityBlock)),
+                            false,
+                        );
                         return;
                     }
                 };
@@ -345,12 +373,23 @@ impl PeripheralDevice {
                 let id = &self.config.id;
                 let serial = id.serial.to_le_bytes();
                 let cuid = [
-                    id.vendor[0], id.vendor[1], id.model, id.version, serial[0], serial[1], serial[2], serial[3],
+                    id.vendor_code[0],
+                    id.vendor_code[1],
+                    id.model,
+                    id.version,
+                    serial[0],
+                    serial[1],
+                    serial[2],
+                    serial[3],
                 ];
                 self.security = Security::Challenged(ch);
-                let sel = if key.1 { KEY_SELECT_DEFAULT } else { KEY_SELECT_SCBK };
+                let sel = if key.1 {
+                    KEY_SELECT_DEFAULT
+                } else {
+                    KEY_SELECT_SCBK
+                };
                 let reply = Reply::ClientCryptogram(Ccrypt {
-                    cuid,
+                    client_uid: cuid,
                     rnd_b,
                     cryptogram,
                 });
@@ -359,18 +398,32 @@ impl PeripheralDevice {
             Command::ServerCryptogram(server) => {
                 let security = std::mem::replace(&mut self.security, Security::Clear);
                 let Security::Challenged(ch) = security else {
-                    self.respond(packet, Reply::Nak(Nak::new(NakCode::UnsupportedSecurityBlock)), false);
+                    self.respond(
+                        packet,
+                        Reply::Nak(Nak::new(NakCode::UnsupportedSecurityBlock)),
+                        false,
+                    );
                     return;
                 };
                 match ch.verify(&server) {
                     Ok((session, rmac)) => {
                         let default_key = session.uses_default_key();
-                        self.respond_handshake(packet, Reply::InitialRmac(rmac), frame::SCS_14, 0x01);
+                        self.respond_handshake(
+                            packet,
+                            Reply::InitialRmac(rmac),
+                            frame::SCS_14,
+                            0x01,
+                        );
                         self.security = Security::Active(session);
-                        self.events.push_back(PdEvent::SecureChannel { default_key });
+                        self.events
+                            .push_back(PdEvent::SecureChannel { default_key });
                     }
                     Err(_) => {
-                        self.respond(packet, Reply::Nak(Nak::new(NakCode::UnsupportedSecurityBlock)), false);
+                        self.respond(
+                            packet,
+                            Reply::Nak(Nak::new(NakCode::UnsupportedSecurityBlock)),
+                            false,
+                        );
                     }
                 }
             }
@@ -401,7 +454,11 @@ impl PeripheralDevice {
             Command::ReaderStatus => self.respond(packet, Reply::ReaderStatus(vec![0]), secure),
             Command::KeySet(KeySet { key, .. }) => {
                 if !secure {
-                    self.respond(packet, Reply::Nak(Nak::new(NakCode::EncryptionRequired)), false);
+                    self.respond(
+                        packet,
+                        Reply::Nak(Nak::new(NakCode::EncryptionRequired)),
+                        false,
+                    );
                     return;
                 }
                 // ACK under the old session, then switch keys.
@@ -418,7 +475,7 @@ impl PeripheralDevice {
                 }
                 self.events.push_back(PdEvent::ComSet {
                     address: c.address,
-                    baud: c.baud,
+                    baud: c.baud_rate,
                 });
             }
             Command::Output(records) => {
@@ -428,10 +485,15 @@ impl PeripheralDevice {
                     }
                 }
                 self.respond(packet, Reply::Ack, secure);
-                self.events.push_back(PdEvent::Command(Command::Output(records)));
+                self.events
+                    .push_back(PdEvent::Command(Command::Output(records)));
             }
             Command::BioRead(_) | Command::BioMatch(_) => {
-                self.respond(packet, Reply::Nak(Nak::new(NakCode::BioTypeNotSupported)), secure);
+                self.respond(
+                    packet,
+                    Reply::Nak(Nak::new(NakCode::BioTypeNotSupported)),
+                    secure,
+                );
             }
             other => {
                 self.respond(packet, Reply::Ack, secure);
@@ -467,9 +529,16 @@ impl PeripheralDevice {
                     data: &sealed,
                     ..base
                 }
-                .encode(&mut out, Some(&mut |m: &[u8]| session.sign(Direction::Reply, m)))
+                .encode(
+                    &mut out,
+                    Some(&mut |m: &[u8]| session.sign(Direction::Reply, m)),
+                )
             }
-            _ => PacketBuilder { data: &data, ..base }.encode(&mut out, None),
+            _ => PacketBuilder {
+                data: &data,
+                ..base
+            }
+            .encode(&mut out, None),
         };
         if ok.is_ok() {
             self.cache_and_send(packet, out);
@@ -501,9 +570,9 @@ impl PeripheralDevice {
 }
 
 fn output_is_on(r: &OutputControl) -> bool {
-    use crate::command::OutputCode::*;
-    matches!(r.code, PermanentOn | PermanentOnAllowTimed | TemporaryOn)
+    use crate::command::OutputControlCode::*;
+    matches!(
+        r.control,
+        PermanentOnAbortTimed | PermanentOnAllowTimed | TemporaryOnThenOff
+    )
 }
-
-#[allow(unused)]
-fn _check(_: Check) {}

@@ -41,8 +41,17 @@ pub const KEY_SELECT_DEFAULT: u8 = 0x00;
 pub const KEY_SELECT_SCBK: u8 = 0x01;
 
 /// An AES-128 key (SCBK or SCBK-D). Zeroized on drop; Debug is redacted.
-#[derive(Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
 pub struct Key([u8; BLOCK]);
+
+impl PartialEq for Key {
+    /// Constant time: how long it takes does not depend on where keys differ.
+    fn eq(&self, other: &Key) -> bool {
+        ct_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Key {}
 
 impl Key {
     /// SCBK-D, the published default key used only in install mode.
