@@ -16,6 +16,7 @@
 //! - [`sc`]: the secure channel (AES-128 session keys, cryptograms, MAC chain).
 //! - [`card`]: table-driven Wiegand card formats with parity checks.
 
+pub mod card;
 pub mod command;
 pub mod cp;
 pub mod frame;
