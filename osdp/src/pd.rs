@@ -21,6 +21,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crate::command::{Command, KeySet, OutputControl};
+use crate::cp::RandomSource;
 use crate::frame::{self, Decoder, Packet, PacketBuilder};
 use crate::reply::{Capability, Ccrypt, LocalStatus, Nak, NakCode, PdId, Reply};
 use crate::sc::{Direction, Key, PdChallenge, Session, KEY_SELECT_DEFAULT, KEY_SELECT_SCBK};
@@ -101,7 +102,7 @@ pub struct PeripheralDevice {
     inputs: Vec<u8>,
     outputs: Vec<u8>,
     local: LocalStatus,
-    rng: Box<dyn FnMut(&mut [u8]) + Send>,
+    rng: RandomSource,
 }
 
 impl PeripheralDevice {
@@ -118,7 +119,7 @@ impl PeripheralDevice {
     }
 
     /// A device with a caller-supplied random source.
-    pub fn with_rng(config: PdConfig, rng: Box<dyn FnMut(&mut [u8]) + Send>) -> PeripheralDevice {
+    pub fn with_rng(config: PdConfig, rng: RandomSource) -> PeripheralDevice {
         let inputs = vec![0; config.inputs];
         let outputs = vec![0; config.outputs];
         PeripheralDevice {
@@ -179,7 +180,7 @@ impl PeripheralDevice {
             tamper: u8::from(tamper),
             power: u8::from(power_failure),
         };
-        self.queue_report(Reply::LocalStatus(self.local.clone()));
+        self.queue_report(Reply::LocalStatus(self.local));
     }
 
     /// Bytes to write to the bus.
@@ -432,7 +433,7 @@ impl PeripheralDevice {
                 self.respond(packet, reply, secure);
             }
             Command::Id => {
-                let r = Reply::PdId(self.config.id.clone());
+                let r = Reply::PdId(self.config.id);
                 self.respond(packet, r, secure);
             }
             Command::Cap => {
@@ -440,7 +441,7 @@ impl PeripheralDevice {
                 self.respond(packet, r, secure);
             }
             Command::LocalStatus => {
-                let r = Reply::LocalStatus(self.local.clone());
+                let r = Reply::LocalStatus(self.local);
                 self.respond(packet, r, secure);
             }
             Command::InputStatus => {
@@ -469,7 +470,7 @@ impl PeripheralDevice {
                 self.drop_session();
             }
             Command::ComSet(c) => {
-                self.respond(packet, Reply::Com(c.clone()), secure);
+                self.respond(packet, Reply::Com(c), secure);
                 if c.address <= crate::cp::MAX_ADDRESS {
                     self.config.address = c.address;
                 }
