@@ -61,6 +61,10 @@ pub struct CpConfig {
     pub send_mark: bool,
     /// Queued application commands per device.
     pub queue_depth: usize,
+    /// After a reply with device data (card, keypad, input), keep the bus
+    /// idle this long unless a command is queued, so the application's
+    /// answer (strike, LED) goes out before the next poll.
+    pub event_hold: Duration,
 }
 
 impl Default for CpConfig {
@@ -76,6 +80,7 @@ impl Default for CpConfig {
             use_crc: true,
             send_mark: true,
             queue_depth: 32,
+            event_hold: Duration::from_millis(5),
         }
     }
 }
@@ -390,10 +395,9 @@ impl Slot {
         !matches!(self.security, Security::Clear)
     }
 
-    fn urgent(&self, now: Instant) -> bool {
-        let busy = self.busy_until.is_some_and(|b| b > now);
-        !busy
-            && matches!(self.link, Link::Online { .. })
+    /// Online with an application command waiting (queued or to retry).
+    fn has_user_work(&self) -> bool {
+        matches!(self.link, Link::Online { .. })
             && (!self.queue.is_empty()
                 || matches!(
                     self.parked,
@@ -402,6 +406,10 @@ impl Slot {
                         ..
                     })
                 ))
+    }
+
+    fn urgent(&self, now: Instant) -> bool {
+        !self.busy_until.is_some_and(|b| b > now) && self.has_user_work()
     }
 }
 
@@ -416,6 +424,7 @@ pub struct ControlPanel {
     next_command: u64,
     rng: RandomSource,
     stats: CpStats,
+    hold_until: Option<Instant>,
 }
 
 impl ControlPanel {
@@ -480,6 +489,7 @@ impl ControlPanel {
             next_command: 1,
             rng,
             stats: CpStats::default(),
+            hold_until: None,
         })
     }
 
@@ -551,7 +561,11 @@ impl ControlPanel {
         if let Some(f) = &self.in_flight {
             return Some(f.deadline);
         }
-        self.slots.iter().filter_map(Slot::due_at).min()
+        let due = self.slots.iter().filter_map(Slot::due_at).min()?;
+        Some(match self.hold_until {
+            Some(h) if !self.any_urgent() => due.max(h),
+            _ => due,
+        })
     }
 
     /// Bytes to write to the bus, if a request is due and none is in flight.
@@ -560,6 +574,10 @@ impl ControlPanel {
         if self.in_flight.is_some() || self.slots.is_empty() {
             return None;
         }
+        if self.hold_until.is_some_and(|h| now < h) && !self.any_urgent() {
+            return None;
+        }
+        self.hold_until = None;
         let slot = self.pick(now)?;
         let (bytes, seq, expect) = self.build_request(slot, now)?;
         let deadline = now + wire_time(bytes.len(), self.config.baud) + self.config.reply_timeout;
@@ -639,6 +657,11 @@ impl ControlPanel {
             self.stats.received += 1;
             self.on_reply(f, packet, now);
         }
+    }
+
+    /// Whether a command waits that should go before any poll.
+    fn any_urgent(&self) -> bool {
+        self.slots.iter().any(Slot::has_user_work)
     }
 
     fn advance_cursor(&mut self, served: usize) {
@@ -919,7 +942,10 @@ impl ControlPanel {
             Expect::Poll => match reply {
                 Reply::Ack => {}
                 Reply::Nak(n) => self.on_nak(i, n, now),
-                other => self.events.push_back(Event::Reply { pd, reply: other }),
+                other => {
+                    self.hold_until = Some(now + self.config.event_hold);
+                    self.events.push_back(Event::Reply { pd, reply: other });
+                }
             },
             Expect::User { id, keyset } => match reply {
                 Reply::Ack => {
@@ -1377,6 +1403,54 @@ mod tests {
             matches!(pos, Some(0) | Some(1)),
             "command was not sent next"
         );
+    }
+
+    #[test]
+    fn answer_to_a_card_goes_out_before_the_next_poll() {
+        let mut bus = secure_trio();
+        wait_online(&mut bus, &[1, 2, 3]);
+        bus.pds[0].pd.queue_report(card(26, &[5, 5, 5, 0xC0]));
+        let deadline = bus.now() + Duration::from_secs(1);
+        while replies(&bus).is_empty() && bus.now() < deadline {
+            bus.step();
+        }
+        assert_eq!(replies(&bus).len(), 1);
+        // The application decides (virtually instantly) and opens the door.
+        let seen = bus.wire.len();
+        let out = Command::Output(vec![OutputControl {
+            output: 0,
+            control: OutputControlCode::TemporaryOnThenOff,
+            timer: 50,
+        }]);
+        bus.cp.submit(1, out.clone()).unwrap();
+        bus.run_for(Duration::from_millis(50));
+        let next = bus.wire[seen..]
+            .iter()
+            .find(|r| r.from == Sender::Cp)
+            .expect("CP sent nothing");
+        assert_eq!(next.packets()[0].address(), 1);
+        assert_eq!(next.packets()[0].code(), crate::command::code::OUT);
+        assert_eq!(commands_at(&bus, 0), vec![out]);
+    }
+
+    #[test]
+    fn without_an_answer_polling_resumes_after_the_hold() {
+        let mut bus = secure_trio();
+        wait_online(&mut bus, &[1, 2, 3]);
+        bus.pds[0].pd.queue_report(card(26, &[5, 5, 5, 0xC0]));
+        let deadline = bus.now() + Duration::from_secs(1);
+        while replies(&bus).is_empty() && bus.now() < deadline {
+            bus.step();
+        }
+        let at = bus.now();
+        let seen = bus.wire.len();
+        bus.run_for(Duration::from_millis(50));
+        let next = bus.wire[seen..]
+            .iter()
+            .find(|r| r.from == Sender::Cp)
+            .unwrap();
+        assert!(next.at >= at + config().event_hold);
+        assert!(next.at <= at + config().event_hold + Duration::from_millis(1));
     }
 
     #[test]
