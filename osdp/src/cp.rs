@@ -409,7 +409,7 @@ impl Slot {
     }
 
     fn urgent(&self, now: Instant) -> bool {
-        !self.busy_until.is_some_and(|b| b > now) && self.has_user_work()
+        self.busy_until.is_none_or(|b| b <= now) && self.has_user_work()
     }
 }
 
@@ -1415,8 +1415,13 @@ mod tests {
             bus.step();
         }
         assert_eq!(replies(&bus).len(), 1);
+        // Where the card reply went over the wire.
+        let seen = bus
+            .wire
+            .iter()
+            .rposition(|r| r.from == Sender::Pd(0))
+            .unwrap();
         // The application decides (virtually instantly) and opens the door.
-        let seen = bus.wire.len();
         let out = Command::Output(vec![OutputControl {
             output: 0,
             control: OutputControlCode::TemporaryOnThenOff,
