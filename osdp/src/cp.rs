@@ -1248,7 +1248,7 @@ mod tests {
         bus.pds[index]
             .events
             .iter()
-            .filter_map(|e| match e {
+            .filter_map(|(_, e)| match e {
                 PdEvent::Command(c) => Some(c.clone()),
                 _ => None,
             })
@@ -1506,7 +1506,7 @@ mod tests {
         assert!(bus.pds[0]
             .events
             .iter()
-            .any(|e| matches!(e, PdEvent::KeyInstalled(k) if *k == new_key)));
+            .any(|(_, e)| matches!(e, PdEvent::KeyInstalled(k) if *k == new_key)));
 
         // Both restart: the reader with the installed key, the CP configured
         // with it; they come up secure on the new key.

@@ -65,8 +65,8 @@ pub struct SimPd {
     pub pd: PeripheralDevice,
     /// Whether it is powered and connected.
     pub connected: bool,
-    /// Events it reported.
-    pub events: Vec<PdEvent>,
+    /// Events it reported, with the virtual time they happened.
+    pub events: Vec<(Instant, PdEvent)>,
 }
 
 /// The simulated bus.
@@ -83,6 +83,11 @@ pub struct SimBus {
     pub record_wire: bool,
     /// Time a device takes to start answering.
     pub turnaround: Duration,
+    /// When set, the real processing time of every control panel and device
+    /// call, read from this clock, is added to virtual time before the bytes
+    /// it produced go out (benchmarks: wire time simulated, CPU time real).
+    pub cpu_clock: Option<fn() -> Instant>,
+    cp_ready_at: Instant,
     baud: u32,
     now: Instant,
     queue: BinaryHeap<Reverse<Delivery>>,
@@ -108,6 +113,8 @@ impl SimBus {
             wire: Vec::new(),
             record_wire: true,
             turnaround: Duration::from_micros(200),
+            cpu_clock: None,
+            cp_ready_at: start,
             baud,
             now: start,
             queue: BinaryHeap::new(),
@@ -155,8 +162,18 @@ impl SimBus {
 
     /// Runs the control panel's transmit side and collects events.
     fn service_cp(&mut self) {
-        while let Some(bytes) = self.cp.poll_transmit(self.now) {
-            self.send(Sender::Cp, bytes, self.now);
+        loop {
+            let now = self.now.max(self.cp_ready_at);
+            let clock = self.cpu_clock;
+            let t0 = clock.map(|c| c());
+            let Some(bytes) = self.cp.poll_transmit(now) else {
+                break;
+            };
+            let spent = match (clock, t0) {
+                (Some(c), Some(t0)) => c().saturating_duration_since(t0),
+                _ => Duration::ZERO,
+            };
+            self.send(Sender::Cp, bytes, now + spent);
         }
         while let Some(e) = self.cp.poll_event() {
             self.cp_events.push((self.now, e));
@@ -178,24 +195,42 @@ impl SimBus {
                 break;
             };
             if d.to_cp {
-                self.cp.handle_input(&d.bytes, self.now);
+                let now = self.now;
+                let cp = &mut self.cp;
+                let clock = self.cpu_clock;
+                let t0 = clock.map(|c| c());
+                cp.handle_input(&d.bytes, now);
+                if let (Some(c), Some(t0)) = (clock, t0) {
+                    self.cp_ready_at = now + c().saturating_duration_since(t0);
+                }
             } else {
-                let reply_at = self.now + self.turnaround;
+                let now = self.now;
+                let turnaround = self.turnaround;
+                let clock = self.cpu_clock;
                 let mut replies = Vec::new();
                 for (i, p) in self.pds.iter_mut().enumerate() {
                     if !p.connected {
                         continue;
                     }
-                    p.pd.handle_input(&d.bytes, self.now);
-                    while let Some(e) = p.pd.poll_event() {
-                        p.events.push(e);
-                    }
+                    let t0 = clock.map(|c| c());
+                    p.pd.handle_input(&d.bytes, now);
+                    let mut out = Vec::new();
                     while let Some(bytes) = p.pd.poll_transmit() {
-                        replies.push((i, bytes));
+                        out.push(bytes);
+                    }
+                    let spent = match (clock, t0) {
+                        (Some(c), Some(t0)) => c().saturating_duration_since(t0),
+                        _ => Duration::ZERO,
+                    };
+                    while let Some(e) = p.pd.poll_event() {
+                        p.events.push((now, e));
+                    }
+                    for bytes in out {
+                        replies.push((i, bytes, now + turnaround + spent));
                     }
                 }
-                for (i, bytes) in replies {
-                    self.send(Sender::Pd(i), bytes, reply_at);
+                for (i, bytes, at) in replies {
+                    self.send(Sender::Pd(i), bytes, at);
                 }
             }
         }
