@@ -268,6 +268,45 @@ def open_pty():
     return master, slave, os.ttyname(slave)
 
 
+TRACE = False  # --trace: report every frame crossing the bus
+
+
+class FrameScanner:
+    """Finds OSDP frames in one direction of the byte stream and reports each
+    as {"wire": side, "addr", "code", "scb", "len"}: enough for a test to
+    check what crossed the bus in clear. Frames are not validated beyond
+    their length field; it is a tap, not a decoder."""
+
+    def __init__(self, side):
+        self.side, self.buf = side, bytearray()
+
+    def feed(self, data):
+        self.buf += data
+        while True:
+            i = self.buf.find(0x53)
+            if i < 0:
+                self.buf.clear()
+                return
+            del self.buf[:i]
+            if len(self.buf) < 6:
+                return
+            n = self.buf[2] | (self.buf[3] << 8)
+            if n < 7 or n > 1440:
+                del self.buf[:1]
+                continue
+            if len(self.buf) < n:
+                return
+            frame = bytes(self.buf[:n])
+            del self.buf[:n]
+            ctrl = frame[4]
+            scb, at = None, 5
+            if ctrl & 0x08:
+                scb, at = frame[6], 5 + frame[5]
+            if at < n:
+                emit({"wire": self.side, "addr": frame[1] & 0x7F, "code": frame[at],
+                      "scb": scb, "len": n})
+
+
 def write_all(fd, data):
     view = memoryview(data)
     while view:
@@ -378,6 +417,8 @@ class PdBus:
         self.drops = []
         self.drops_lock = threading.Lock()
         self.write_lock = threading.Lock()
+        self.tap_cp = FrameScanner("cp") if TRACE else None
+        self.tap_pd = FrameScanner("pd") if TRACE else None
         threading.Thread(target=self._pump, name="bus-pump", daemon=True).start()
 
     def _pump(self):  # CP -> every PD
@@ -390,6 +431,8 @@ class PdBus:
             if not data:
                 time.sleep(0.01)
                 continue
+            if self.tap_cp:
+                self.tap_cp.feed(data)
             with self.drops_lock:
                 drops = list(self.drops)
             for drop in drops:
@@ -406,6 +449,8 @@ class PdBus:
 
     def write(self, data):  # PD (or garbage) -> CP
         with self.write_lock:
+            if self.tap_pd:
+                self.tap_pd.feed(data)
             write_all(self.master, data)
 
 
@@ -875,7 +920,11 @@ def main():
     ap.add_argument("--pd", action="append", metavar="JSON",
                     help="one PD (repeat for several); see the module docstring")
     ap.add_argument("--log-level", choices=sorted(LOG_LEVELS), default="warning")
+    ap.add_argument("--trace", action="store_true",
+                    help='PD role: report every frame on the bus as {"wire":"cp"|"pd",...}')
     args = ap.parse_args()
+    global TRACE
+    TRACE = args.trace
     install_signal_handlers()
     try:
         if args.role == "pd":
