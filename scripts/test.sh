@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it (.ci/run calls this).
+#
+# Installs what the tests need when it is missing (a .venv with libosdp, the
+# interop peer; mosquitto), then runs the harness self-check and every Rust
+# test in the workspace: unit tests, simulated-bus tests, and the end-to-end
+# tests against real libosdp devices on PTYs.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+if ! command -v cargo >/dev/null 2>&1; then
+    if [ -x "$HOME/.cargo/bin/cargo" ]; then
+        export PATH="$HOME/.cargo/bin:$PATH"
+    else
+        echo "test: cargo not found. Install the Rust toolchain (https://rustup.rs), then run again." >&2
+        exit 1
+    fi
+fi
+
+scripts/test-env.sh
+.venv/bin/python tests/peers/selfcheck.py
+cargo test --workspace --locked "$@"

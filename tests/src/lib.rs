@@ -1,0 +1,260 @@
+//! Support for the end-to-end tests in `tests/tests/`: real peers as child
+//! processes speaking JSON lines.
+//!
+//! - [`JsonProc`] starts a program, sends JSON lines to its stdin and waits
+//!   (with a timeout) for stdout lines matching a predicate, keeping every line
+//!   seen for later assertions. The child is killed on drop.
+//! - [`libosdp_pd`] / [`libosdp_cp`] start `tests/peers/libosdp_peer.py`
+//!   (libosdp 3.2.9) in the PD or CP role on a fresh PTY.
+//! - [`hub`] starts the real `hub` binary, built on first use.
+//!
+//! The Python interpreter is `$HUB_TEST_PYTHON` or `<repo>/.venv/bin/python`,
+//! which `scripts/test-env.sh` creates.
+
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub use serde_json::{json, Value};
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// The Python with libosdp installed.
+pub fn python() -> PathBuf {
+    if let Ok(p) = std::env::var("HUB_TEST_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let p = repo_root().join(".venv/bin/python");
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/test-env.sh (or scripts/test.sh) first",
+        p.display()
+    );
+    p
+}
+
+/// A child process that speaks JSON lines.
+pub struct JsonProc {
+    name: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<Value>,
+    /// Every stdout line received so far, in order.
+    pub seen: Vec<Value>,
+    cursor: usize,
+}
+
+impl JsonProc {
+    /// Starts `cmd` with piped stdin/stdout; stderr is inherited so its log
+    /// shows up in the test output.
+    pub fn spawn(name: &str, mut cmd: Command) -> JsonProc {
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let stdin = child.stdin.take();
+        let (tx, rx) = channel();
+        let tag = name.to_string();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if line.trim().is_empty() {
+                    continue;
+                }
+                match serde_json::from_str::<Value>(&line) {
+                    Ok(v) => {
+                        if tx.send(v).is_err() {
+                            break;
+                        }
+                    }
+                    Err(_) => eprintln!("[{tag}] non-JSON line: {line}"),
+                }
+            }
+        });
+        JsonProc {
+            name: name.to_string(),
+            child,
+            stdin,
+            lines: rx,
+            seen: Vec::new(),
+            cursor: 0,
+        }
+    }
+
+    /// Sends one JSON line.
+    pub fn send(&mut self, v: Value) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        writeln!(stdin, "{v}").expect("write to child");
+        stdin.flush().expect("flush child stdin");
+    }
+
+    /// Sends a raw line (for malformed-input tests).
+    pub fn send_raw(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        writeln!(stdin, "{line}").expect("write to child");
+        stdin.flush().expect("flush child stdin");
+    }
+
+    fn pull(&mut self, timeout: Duration) -> bool {
+        match self.lines.recv_timeout(timeout) {
+            Ok(v) => {
+                self.seen.push(v);
+                true
+            }
+            Err(RecvTimeoutError::Timeout) => false,
+            Err(RecvTimeoutError::Disconnected) => {
+                std::thread::sleep(timeout.min(Duration::from_millis(50)));
+                false
+            }
+        }
+    }
+
+    /// Waits for the next line (after earlier matches) satisfying `pred`.
+    pub fn wait_for(&mut self, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        self.try_wait_for(timeout, pred)
+            .unwrap_or_else(|| panic!("[{}] no {what} within {timeout:?}; seen: {:#?}", self.name, self.recent()))
+    }
+
+    /// As [`JsonProc::wait_for`] but returns `None` on timeout.
+    pub fn try_wait_for(&mut self, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Option<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            while self.cursor < self.seen.len() {
+                let v = &self.seen[self.cursor];
+                self.cursor += 1;
+                if pred(v) {
+                    return Some(v.clone());
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            self.pull(left.min(Duration::from_millis(100)));
+        }
+    }
+
+    /// Collects lines for `d` and returns all seen so far.
+    pub fn drain_for(&mut self, d: Duration) -> &[Value] {
+        let deadline = Instant::now() + d;
+        while Instant::now() < deadline {
+            self.pull(Duration::from_millis(20));
+        }
+        &self.seen
+    }
+
+    /// Lines seen since the last match (for failure messages).
+    fn recent(&self) -> Vec<&Value> {
+        let from = self.seen.len().saturating_sub(30);
+        self.seen[from..].iter().collect()
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Closes stdin and waits up to `timeout` for exit; kills it after that.
+    pub fn close(mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        self.stdin.take();
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Process id (to send signals).
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for JsonProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A libosdp harness in the PD role with the given PD specs; returns it with
+/// the bus (PTY path) it printed.
+pub fn libosdp_pd(pds: &[Value], trace: bool) -> (JsonProc, String) {
+    let mut cmd = Command::new(python());
+    cmd.arg(repo_root().join("tests/peers/libosdp_peer.py"))
+        .args(["--role", "pd"]);
+    if trace {
+        cmd.arg("--trace");
+    }
+    for pd in pds {
+        cmd.arg("--pd").arg(pd.to_string());
+    }
+    let mut p = JsonProc::spawn("libosdp-pd", cmd);
+    let first = p.wait_for("bus line", Duration::from_secs(20), |v| v.get("bus").is_some());
+    let bus = first["bus"].as_str().expect("bus path").to_string();
+    (p, bus)
+}
+
+/// A libosdp harness in the CP role.
+pub fn libosdp_cp(pds: &[Value]) -> (JsonProc, String) {
+    let mut cmd = Command::new(python());
+    cmd.arg(repo_root().join("tests/peers/libosdp_peer.py"))
+        .args(["--role", "cp"]);
+    for pd in pds {
+        cmd.arg("--pd").arg(pd.to_string());
+    }
+    let mut p = JsonProc::spawn("libosdp-cp", cmd);
+    let first = p.wait_for("bus line", Duration::from_secs(20), |v| v.get("bus").is_some());
+    let bus = first["bus"].as_str().expect("bus path").to_string();
+    (p, bus)
+}
+
+/// Path of the `hub` binary, built once per test process.
+pub fn hub_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Ok(p) = std::env::var("HUB_BIN") {
+            return PathBuf::from(p);
+        }
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "-p", "hub", "--bin", "hub"])
+            .current_dir(repo_root())
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "building the hub binary failed");
+        let target = std::env::var("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| repo_root().join("target"));
+        target.join("debug/hub")
+    })
+    .clone()
+}
+
+/// Starts `hub` with `args`.
+pub fn hub(args: &[&str]) -> JsonProc {
+    let mut cmd = Command::new(hub_bin());
+    cmd.args(args).env("RUST_LOG", "warn");
+    JsonProc::spawn("hub", cmd)
+}
+
+/// Whether `v[key]` equals `want`.
+pub fn is(v: &Value, key: &str, want: Value) -> bool {
+    v.get(key) == Some(&want)
+}
