@@ -1,0 +1,157 @@
+//! The edge access-control hub: drives OSDP card readers on RS-485 buses.
+//!
+//! - [`bus`]: the tokio driver. One task per serial port owns the port and an
+//!   [`osdp::cp::ControlPanel`]; the application talks to it through a
+//!   [`bus::BusHandle`] (submit commands, read device status, receive events).
+//! - [`osdp_cli`]: `hub osdp`, the technician's tool: JSON lines in and out
+//!   on one bus, and `hub osdp scan` to find devices.
+//!
+//! The binary (`src/main.rs`) only parses the command line with [`Cli`],
+//! calls [`init_tracing`] and hands over to [`run`]. Logs go to stderr
+//! (`RUST_LOG` filters them); stdout carries only the tool's JSON lines.
+
+pub mod bus;
+pub mod osdp_cli;
+#[cfg(test)]
+mod test_pty;
+
+use clap::{Parser, Subcommand};
+
+/// The `hub` command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "hub",
+    version,
+    about = "Edge access-control hub (OSDP over RS-485)"
+)]
+pub struct Cli {
+    /// What to run.
+    #[command(subcommand)]
+    pub command: HubCommand,
+}
+
+/// Top-level subcommands.
+#[derive(Debug, Subcommand)]
+pub enum HubCommand {
+    /// OSDP technician tool: run a control panel on one bus and exchange
+    /// JSON lines (events on stdout, requests on stdin), or scan a bus.
+    /// See docs/osdp-cli.md.
+    Osdp(osdp_cli::OsdpArgs),
+}
+
+/// Sends `tracing` output to stderr, filtered by `RUST_LOG` (default: info
+/// for this crate, warnings for everything else).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,hub=info"));
+    // A second call (tests) keeps the first subscriber.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Runs a parsed command line to completion on a new tokio runtime.
+pub fn run(cli: Cli) -> Result<(), osdp_cli::CliError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| osdp_cli::CliError::Io {
+            context: "starting the tokio runtime".into(),
+            source,
+        })?;
+    let result = match cli.command {
+        HubCommand::Osdp(args) => runtime.block_on(osdp_cli::run(args)),
+    };
+    // Do not wait for blocking work (such as a pending stdin read).
+    runtime.shutdown_background();
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn osdp_command_lines() {
+        let cli = Cli::try_parse_from([
+            "hub",
+            "osdp",
+            "--port",
+            "/dev/pts/3",
+            "--pd",
+            "1",
+            "--pd",
+            "2:install",
+            "--install",
+            "3",
+            "--baud",
+            "115200",
+            "--exit-on-eof",
+        ])
+        .unwrap();
+        let HubCommand::Osdp(args) = cli.command;
+        assert_eq!(args.port.as_deref(), Some("/dev/pts/3"));
+        assert_eq!(args.pds, ["1", "2:install"]);
+        assert_eq!(args.install, ["3"]);
+        assert_eq!(args.baud, 115_200);
+        assert!(args.exit_on_eof && args.command.is_none());
+
+        // --install alone is enough; --port is required.
+        assert!(Cli::try_parse_from(["hub", "osdp", "--port", "/dev/x", "--install", "3"]).is_ok());
+        assert!(Cli::try_parse_from(["hub", "osdp", "--port", "/dev/x"]).is_err());
+        assert!(Cli::try_parse_from(["hub", "osdp", "--pd", "1"]).is_err());
+        // RS-485 tuning needs --rs485.
+        assert!(Cli::try_parse_from([
+            "hub",
+            "osdp",
+            "--port",
+            "/dev/x",
+            "--pd",
+            "1",
+            "--rs485-rts-low"
+        ])
+        .is_err());
+    }
+
+    #[test]
+    fn scan_command_lines() {
+        let cli = Cli::try_parse_from([
+            "hub",
+            "osdp",
+            "scan",
+            "--port",
+            "/dev/pts/3",
+            "--bauds",
+            "9600,38400",
+            "--addresses",
+            "1-5",
+            "--timeout-ms",
+            "100",
+        ])
+        .unwrap();
+        let HubCommand::Osdp(args) = cli.command;
+        let Some(osdp_cli::OsdpCommand::Scan(scan)) = args.command else {
+            panic!("not a scan");
+        };
+        assert_eq!(scan.bauds, [9600, 38400]);
+        assert_eq!(scan.addresses, "1-5");
+        assert_eq!(scan.timeout_ms, 100);
+
+        let cli = Cli::try_parse_from(["hub", "osdp", "scan", "--port", "/dev/x"]).unwrap();
+        let HubCommand::Osdp(args) = cli.command;
+        let Some(osdp_cli::OsdpCommand::Scan(scan)) = args.command else {
+            panic!("not a scan");
+        };
+        assert_eq!(scan.bauds, [9600, 19200, 38400, 57600, 115_200, 230_400]);
+        assert_eq!(scan.addresses, "0-126");
+        assert_eq!(scan.timeout_ms, 60);
+    }
+}

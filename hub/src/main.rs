@@ -1,0 +1,21 @@
+//! `hub`: command-line entry point. Parses the arguments and hands over to
+//! the library (`hub::run`); see `hub --help` and docs/osdp-cli.md.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = hub::Cli::parse();
+    hub::init_tracing();
+    let result: anyhow::Result<()> = hub::run(cli).map_err(anyhow::Error::from);
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // Every error message already names its cause; no backtrace
+            // for a technician's typo or a missing port.
+            eprintln!("hub: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
