@@ -66,7 +66,9 @@ fn bench(c: &mut Criterion) {
             black_box(&out);
         })
     });
-    c.bench_function("sc: handshake (both sides)", |b| b.iter(|| black_box(sessions())));
+    c.bench_function("sc: handshake (both sides)", |b| {
+        b.iter(|| black_box(sessions()))
+    });
 
     let (c0, p0) = sessions();
     let (mut cp, mut pd) = (Some(c0), Some(p0));
@@ -87,7 +89,10 @@ fn bench(c: &mut Criterion) {
                 code: 0x68,
                 data: &sealed,
             }
-            .encode(&mut out, Some(&mut |m: &[u8]| c.sign(Direction::Command, m)))
+            .encode(
+                &mut out,
+                Some(&mut |m: &[u8]| c.sign(Direction::Command, m)),
+            )
             .unwrap();
             assert_eq!(kind, SCS_17);
             let mut d = Decoder::default();

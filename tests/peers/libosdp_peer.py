@@ -303,7 +303,7 @@ class FrameScanner:
             if ctrl & 0x08:
                 scb, at = frame[6], 5 + frame[5]
             if at < n:
-                emit({"wire": self.side, "addr": frame[1] & 0x7F, "code": frame[at],
+                emit({"wire": self.side, "addr": frame[1] & 0x7F, "code": frame[at], "seq": ctrl & 3,
                       "scb": scb, "len": n})
 
 

@@ -17,7 +17,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
-use std::sync::OnceLock;
+use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 pub use serde_json::{json, Value};
@@ -52,7 +52,8 @@ pub struct JsonProc {
     lines: Receiver<Value>,
     /// Every stdout line received so far, in order.
     pub seen: Vec<Value>,
-    cursor: usize,
+    /// Lines already returned by a wait (each line matches one wait only).
+    consumed: Vec<bool>,
 }
 
 impl JsonProc {
@@ -91,7 +92,7 @@ impl JsonProc {
             stdin,
             lines: rx,
             seen: Vec::new(),
-            cursor: 0,
+            consumed: Vec::new(),
         }
     }
 
@@ -113,6 +114,7 @@ impl JsonProc {
         match self.lines.recv_timeout(timeout) {
             Ok(v) => {
                 self.seen.push(v);
+                self.consumed.push(false);
                 true
             }
             Err(RecvTimeoutError::Timeout) => false,
@@ -123,21 +125,38 @@ impl JsonProc {
         }
     }
 
-    /// Waits for the next line (after earlier matches) satisfying `pred`.
-    pub fn wait_for(&mut self, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
-        self.try_wait_for(timeout, pred)
-            .unwrap_or_else(|| panic!("[{}] no {what} within {timeout:?}; seen: {:#?}", self.name, self.recent()))
+    /// Waits for the first line not returned by an earlier wait that
+    /// satisfies `pred`, and marks it returned.
+    pub fn wait_for(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
+        self.try_wait_for(timeout, pred).unwrap_or_else(|| {
+            panic!(
+                "[{}] no {what} within {timeout:?}; seen: {:#?}",
+                self.name,
+                self.recent()
+            )
+        })
     }
 
     /// As [`JsonProc::wait_for`] but returns `None` on timeout.
-    pub fn try_wait_for(&mut self, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Option<Value> {
+    pub fn try_wait_for(
+        &mut self,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Option<Value> {
         let deadline = Instant::now() + timeout;
+        let mut scanned = 0;
         loop {
-            while self.cursor < self.seen.len() {
-                let v = &self.seen[self.cursor];
-                self.cursor += 1;
-                if pred(v) {
-                    return Some(v.clone());
+            while scanned < self.seen.len() {
+                let i = scanned;
+                scanned += 1;
+                if !self.consumed[i] && pred(&self.seen[i]) {
+                    self.consumed[i] = true;
+                    return Some(self.seen[i].clone());
                 }
             }
             let left = deadline.saturating_duration_since(Instant::now());
@@ -157,7 +176,7 @@ impl JsonProc {
         &self.seen
     }
 
-    /// Lines seen since the last match (for failure messages).
+    /// The last lines seen (for failure messages).
     fn recent(&self) -> Vec<&Value> {
         let from = self.seen.len().saturating_sub(30);
         self.seen[from..].iter().collect()
@@ -207,7 +226,9 @@ pub fn libosdp_pd(pds: &[Value], trace: bool) -> (JsonProc, String) {
         cmd.arg("--pd").arg(pd.to_string());
     }
     let mut p = JsonProc::spawn("libosdp-pd", cmd);
-    let first = p.wait_for("bus line", Duration::from_secs(20), |v| v.get("bus").is_some());
+    let first = p.wait_for("bus line", Duration::from_secs(20), |v| {
+        v.get("bus").is_some()
+    });
     let bus = first["bus"].as_str().expect("bus path").to_string();
     (p, bus)
 }
@@ -221,9 +242,20 @@ pub fn libosdp_cp(pds: &[Value]) -> (JsonProc, String) {
         cmd.arg("--pd").arg(pd.to_string());
     }
     let mut p = JsonProc::spawn("libosdp-cp", cmd);
-    let first = p.wait_for("bus line", Duration::from_secs(20), |v| v.get("bus").is_some());
+    let first = p.wait_for("bus line", Duration::from_secs(20), |v| {
+        v.get("bus").is_some()
+    });
     let bus = first["bus"].as_str().expect("bus path").to_string();
     (p, bus)
+}
+
+/// Serialises tests that run libosdp peers: libosdp's Python devices miss
+/// polls under CPU contention (see tests/peers/README.md), and two buses with
+/// Python peers at once on a two-core machine is enough contention. Hold the
+/// guard for the whole test.
+pub fn exclusive() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Path of the `hub` binary, built once per test process.
