@@ -5,6 +5,7 @@
 //!   [`bus::BusHandle`] (submit commands, read device status, receive events).
 //! - [`osdp_cli`]: `hub osdp`, the technician's tool: JSON lines in and out
 //!   on one bus, and `hub osdp scan` to find devices.
+//! - [`virtual_pd`]: `hub osdp pd`, a virtual reader on a serial port.
 //!
 //! The binary (`src/main.rs`) only parses the command line with [`Cli`],
 //! calls [`init_tracing`] and hands over to [`run`]. Logs go to stderr
@@ -14,6 +15,7 @@ pub mod bus;
 pub mod osdp_cli;
 #[cfg(test)]
 mod test_pty;
+pub mod virtual_pd;
 
 use clap::{Parser, Subcommand};
 

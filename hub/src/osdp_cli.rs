@@ -116,6 +116,9 @@ pub struct OsdpArgs {
 pub enum OsdpCommand {
     /// Find devices: send osdp_ID to every address at every baud rate.
     Scan(ScanArgs),
+    /// Be a virtual reader (peripheral device) on the port, for testing a
+    /// control panel without hardware.
+    Pd(crate::virtual_pd::PdArgs),
 }
 
 /// `hub osdp scan`.
@@ -207,7 +210,7 @@ pub enum CliError {
     },
 }
 
-fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> CliError {
+pub(crate) fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> CliError {
     let context = context.into();
     move |source| CliError::Io { context, source }
 }
@@ -1031,7 +1034,7 @@ pub fn status_json(status: &[PdStatus], only: Option<u8>, now: Instant) -> Vec<V
         .collect()
 }
 
-fn error_json(pd: Option<u8>, error: &str) -> Value {
+pub(crate) fn error_json(pd: Option<u8>, error: &str) -> Value {
     let mut m = Map::new();
     if let Some(pd) = pd {
         m.insert("pd".into(), json!(pd));
@@ -1208,7 +1211,7 @@ pub trait LineSink {
 }
 
 /// stdout, flushed after every line.
-struct Stdout;
+pub(crate) struct Stdout;
 
 impl LineSink for Stdout {
     fn line(&mut self, value: &Value) -> Result<(), CliError> {
@@ -1232,6 +1235,7 @@ impl LineSink for Vec<Value> {
 pub async fn run(args: OsdpArgs) -> Result<(), CliError> {
     let result = match &args.command {
         Some(OsdpCommand::Scan(scan)) => run_scan(scan, &mut Stdout).await,
+        Some(OsdpCommand::Pd(pd)) => crate::virtual_pd::run(pd).await,
         None => run_monitor(&args).await,
     };
     match result {
@@ -1266,7 +1270,7 @@ fn bus_config(args: &OsdpArgs) -> Result<BusConfig, CliError> {
 }
 
 /// What the stdin thread hands over.
-enum Input {
+pub(crate) enum Input {
     Line(String),
     TooLong,
     Failed(String),
@@ -1277,7 +1281,7 @@ const MAX_LINE: usize = 64 * 1024;
 
 /// Reads stdin lines on a plain thread (tokio's stdin cannot be cancelled
 /// and would hold up shutdown); the channel closes at end of input.
-fn spawn_stdin_reader() -> mpsc::Receiver<Input> {
+pub(crate) fn spawn_stdin_reader() -> mpsc::Receiver<Input> {
     let (tx, rx) = mpsc::channel(64);
     let spawned = std::thread::Builder::new()
         .name("stdin".into())
