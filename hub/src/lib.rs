@@ -6,12 +6,14 @@
 //! - [`osdp_cli`]: `hub osdp`, the technician's tool: JSON lines in and out
 //!   on one bus, and `hub osdp scan` to find devices.
 //! - [`virtual_pd`]: `hub osdp pd`, a virtual reader on a serial port.
+//! - [`demo`]: `hub demo`, virtual readers on a simulated bus, no hardware.
 //!
 //! The binary (`src/main.rs`) only parses the command line with [`Cli`],
 //! calls [`init_tracing`] and hands over to [`run`]. Logs go to stderr
 //! (`RUST_LOG` filters them); stdout carries only the tool's JSON lines.
 
 pub mod bus;
+pub mod demo;
 pub mod osdp_cli;
 #[cfg(test)]
 mod test_pty;
@@ -39,6 +41,9 @@ pub enum HubCommand {
     /// JSON lines (events on stdout, requests on stdin), or scan a bus.
     /// See docs/osdp-cli.md.
     Osdp(osdp_cli::OsdpArgs),
+    /// Demo without hardware: our control panel and virtual secure readers
+    /// on a simulated RS-485 bus, cards presented automatically or typed.
+    Demo(demo::DemoArgs),
 }
 
 /// Sends `tracing` output to stderr, filtered by `RUST_LOG` (default: info
@@ -65,6 +70,7 @@ pub fn run(cli: Cli) -> Result<(), osdp_cli::CliError> {
         })?;
     let result = match cli.command {
         HubCommand::Osdp(args) => runtime.block_on(osdp_cli::run(args)),
+        HubCommand::Demo(args) => runtime.block_on(demo::run(&args)),
     };
     // Do not wait for blocking work (such as a pending stdin read).
     runtime.shutdown_background();
@@ -99,7 +105,9 @@ mod tests {
             "--exit-on-eof",
         ])
         .unwrap();
-        let HubCommand::Osdp(args) = cli.command;
+        let HubCommand::Osdp(args) = cli.command else {
+            panic!("not osdp");
+        };
         assert_eq!(args.port.as_deref(), Some("/dev/pts/3"));
         assert_eq!(args.pds, ["1", "2:install"]);
         assert_eq!(args.install, ["3"]);
@@ -139,7 +147,9 @@ mod tests {
             "100",
         ])
         .unwrap();
-        let HubCommand::Osdp(args) = cli.command;
+        let HubCommand::Osdp(args) = cli.command else {
+            panic!("not osdp");
+        };
         let Some(osdp_cli::OsdpCommand::Scan(scan)) = args.command else {
             panic!("not a scan");
         };
@@ -148,7 +158,9 @@ mod tests {
         assert_eq!(scan.timeout_ms, 100);
 
         let cli = Cli::try_parse_from(["hub", "osdp", "scan", "--port", "/dev/x"]).unwrap();
-        let HubCommand::Osdp(args) = cli.command;
+        let HubCommand::Osdp(args) = cli.command else {
+            panic!("not osdp");
+        };
         let Some(osdp_cli::OsdpCommand::Scan(scan)) = args.command else {
             panic!("not a scan");
         };
