@@ -1,0 +1,55 @@
+//! Runs files through a harness without libFuzzer, on a normal build:
+//! `cargo run --example replay -- <target> <file-or-dir>...`
+//! (with no paths: the target's seeds and its regressions in
+//! `osdp/testdata/fuzz-regressions/<target>-*.bin`).
+
+use std::path::{Path, PathBuf};
+
+fn files(path: &Path, out: &mut Vec<PathBuf>) {
+    if path.is_dir() {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+            .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        entries.sort();
+        for e in entries {
+            files(&e, out);
+        }
+    } else if path.is_file() {
+        out.push(path.to_path_buf());
+    }
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let Some(target) = args.next() else {
+        eprintln!(
+            "usage: replay <target> [file-or-dir...]; targets: {:?}",
+            osdp_fuzz::replay::TARGETS
+        );
+        std::process::exit(2);
+    };
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let mut paths: Vec<PathBuf> = args.map(PathBuf::from).collect();
+    if paths.is_empty() {
+        paths.push(root.join("seeds").join(&target));
+        let reg = root.join("../osdp/testdata/fuzz-regressions");
+        if let Ok(rd) = std::fs::read_dir(&reg) {
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with(&format!("{target}-")) {
+                    paths.push(e.path());
+                }
+            }
+        }
+    }
+    let mut all = Vec::new();
+    for p in &paths {
+        files(p, &mut all);
+    }
+    for f in &all {
+        let bytes = std::fs::read(f).unwrap_or_default();
+        eprintln!("{target}: {}", f.display());
+        osdp_fuzz::replay::run_target(&target, &bytes);
+    }
+    println!("{target}: {} inputs ran without a finding", all.len());
+}
