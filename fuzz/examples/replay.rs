@@ -1,7 +1,8 @@
 //! Runs files through a harness without libFuzzer, on a normal build:
 //! `cargo run --example replay -- <target> <file-or-dir>...`
 //! (with no paths: the target's seeds and its regressions in
-//! `osdp/testdata/fuzz-regressions/<target>-*.bin`).
+//! `osdp/testdata/fuzz-regressions/<target>-*.bin`). Every input is run,
+//! failures are listed at the end and make the exit status 1.
 
 use std::path::{Path, PathBuf};
 
@@ -46,10 +47,20 @@ fn main() {
     for p in &paths {
         files(p, &mut all);
     }
+    let mut failed = Vec::new();
     for f in &all {
         let bytes = std::fs::read(f).unwrap_or_default();
         eprintln!("{target}: {}", f.display());
-        osdp_fuzz::replay::run_target(&target, &bytes);
+        let result = std::panic::catch_unwind(|| osdp_fuzz::replay::run_target(&target, &bytes));
+        if result.is_err() {
+            failed.push(f.display().to_string());
+        }
     }
-    println!("{target}: {} inputs ran without a finding", all.len());
+    println!("{target}: {} inputs, {} failed", all.len(), failed.len());
+    for f in &failed {
+        println!("  FAILED {f}");
+    }
+    if !failed.is_empty() {
+        std::process::exit(1);
+    }
 }
