@@ -82,9 +82,10 @@ enum Security {
     Active(Session),
 }
 
+/// The last reply, kept to answer an exact retry of its request.
 struct Cached {
-    seq: u8,
-    code: u8,
+    /// The request packet as received (a retry repeats it bit for bit).
+    request: Vec<u8>,
     bytes: Vec<u8>,
 }
 
@@ -241,9 +242,10 @@ impl PeripheralDevice {
             self.last_reply = None;
         } else if Some(seq) == self.last_seq {
             if let Some(c) = &self.last_reply {
-                if c.seq == seq && c.code == packet.code() {
+                if c.request == packet.as_bytes() {
                     // A retry: repeat the reply bit for bit, as the MAC chain
-                    // has already moved on.
+                    // has already moved on. Only an identical request counts,
+                    // so nothing else can fish a cached answer out.
                     self.transmit.push_back(c.bytes.clone());
                     return;
                 }
@@ -268,44 +270,52 @@ impl PeripheralDevice {
 
         let scb = packet.security_block();
         let code = packet.code();
-        let plain = match scb.map(|s| s.kind) {
-            Some(frame::SCS_11) | Some(frame::SCS_13) => packet.data().to_vec(),
+        let nak = |this: &mut Self, code| this.respond(&packet, Reply::Nak(Nak::new(code)), false);
+        // `authenticated`: the packet was opened (MAC verified) by the
+        // session. Only such packets may act as secure, and only their
+        // replies are sealed.
+        let (plain, authenticated) = match scb.map(|s| s.kind) {
+            // The handshake blocks belong to their own commands only; on
+            // anything else they would smuggle a clear command past the
+            // secure channel.
+            Some(frame::SCS_11) if code == crate::command::code::CHLNG => {
+                (packet.data().to_vec(), false)
+            }
+            Some(frame::SCS_13) if code == crate::command::code::SCRYPT => {
+                (packet.data().to_vec(), false)
+            }
             Some(frame::SCS_15..=frame::SCS_18) => {
                 let security = std::mem::replace(&mut self.security, Security::Clear);
                 let Security::Active(session) = security else {
                     self.security = security;
-                    self.respond(
-                        &packet,
-                        Reply::Nak(Nak::new(NakCode::UnsupportedSecurityBlock)),
-                        false,
-                    );
+                    nak(self, NakCode::UnsupportedSecurityBlock);
                     return;
                 };
                 match session.open(Direction::Command, &packet) {
                     Ok((s, plain)) => {
                         self.security = Security::Active(s);
-                        plain
+                        (plain, true)
                     }
                     Err(_) => {
                         self.events.push_back(PdEvent::SecureChannelLost);
-                        self.respond(
-                            &packet,
-                            Reply::Nak(Nak::new(NakCode::EncryptionRequired)),
-                            false,
-                        );
+                        nak(self, NakCode::EncryptionRequired);
                         return;
                     }
                 }
             }
             Some(_) => {
-                self.respond(
-                    &packet,
-                    Reply::Nak(Nak::new(NakCode::UnsupportedSecurityBlock)),
-                    false,
-                );
+                nak(self, NakCode::UnsupportedSecurityBlock);
                 return;
             }
             None => {
+                if matches!(
+                    code,
+                    crate::command::code::CHLNG | crate::command::code::SCRYPT
+                ) {
+                    // A handshake step without its security block.
+                    nak(self, NakCode::UnsupportedSecurityBlock);
+                    return;
+                }
                 let allowed_clear =
                     matches!(code, crate::command::code::ID | crate::command::code::CAP);
                 if self.is_secure() {
@@ -313,14 +323,10 @@ impl PeripheralDevice {
                     self.drop_session();
                 }
                 if self.config.require_secure && !allowed_clear {
-                    self.respond(
-                        &packet,
-                        Reply::Nak(Nak::new(NakCode::EncryptionRequired)),
-                        false,
-                    );
+                    nak(self, NakCode::EncryptionRequired);
                     return;
                 }
-                packet.data().to_vec()
+                (packet.data().to_vec(), false)
             }
         };
         let command = match Command::parse(code, &plain) {
@@ -331,15 +337,16 @@ impl PeripheralDevice {
                 } else {
                     NakCode::CommandLength
                 };
-                self.respond(&packet, Reply::Nak(Nak::new(nak)), self.is_secure());
+                self.respond(&packet, Reply::Nak(Nak::new(nak)), authenticated);
                 return;
             }
         };
-        self.execute(&packet, command);
+        self.execute(&packet, command, authenticated);
     }
 
-    fn execute(&mut self, packet: &Packet, command: Command) {
-        let secure = self.is_secure();
+    /// Carries out a parsed command. `secure`: the command was authenticated
+    /// by the session, so it may change keys and its reply is sealed.
+    fn execute(&mut self, packet: &Packet, command: Command, secure: bool) {
         match command {
             Command::Challenge(rnd_a) => {
                 let select = packet
@@ -562,8 +569,7 @@ impl PeripheralDevice {
 
     fn cache_and_send(&mut self, packet: &Packet, bytes: Vec<u8>) {
         self.last_reply = Some(Cached {
-            seq: packet.sequence(),
-            code: packet.code(),
+            request: packet.as_bytes().to_vec(),
             bytes: bytes.clone(),
         });
         self.transmit.push_back(bytes);
@@ -576,4 +582,181 @@ fn output_is_on(r: &OutputControl) -> bool {
         r.control,
         PermanentOnAbortTimed | PermanentOnAllowTimed | TemporaryOnThenOff
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::Check;
+    use crate::reply::CapabilityFunction;
+    use crate::sc::CpChallenge;
+
+    const KEY: [u8; 16] = [0x11; 16];
+
+    fn device(require_secure: bool) -> PeripheralDevice {
+        let mut n = 0u8;
+        PeripheralDevice::with_rng(
+            PdConfig {
+                address: 0x11,
+                id: PdId {
+                    vendor_code: [1, 2, 3],
+                    model: 1,
+                    version: 1,
+                    serial: 9,
+                    firmware_major: 1,
+                    firmware_minor: 0,
+                    firmware_build: 0,
+                },
+                caps: vec![Capability {
+                    function: CapabilityFunction::OutputControl,
+                    compliance: 1,
+                    num_items: 1,
+                }],
+                scbk: Some(Key::new(KEY)),
+                install_mode: false,
+                require_secure,
+                inputs: 1,
+                outputs: 1,
+            },
+            Box::new(move |b: &mut [u8]| {
+                for x in b {
+                    n = n.wrapping_add(1);
+                    *x = n;
+                }
+            }),
+        )
+    }
+
+    fn packet(bytes: &[u8]) -> Packet {
+        let mut d = Decoder::default();
+        d.push(bytes);
+        d.next_packet().expect("a valid frame")
+    }
+
+    fn exchange(pd: &mut PeripheralDevice, bytes: &[u8]) -> Packet {
+        pd.handle_input(bytes, Instant::now());
+        packet(&pd.poll_transmit().expect("a reply"))
+    }
+
+    fn build(seq: u8, scb: Option<(u8, &[u8])>, code: u8, data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        PacketBuilder {
+            address: 0x11,
+            reply: false,
+            sequence: seq,
+            check: Check::Crc16,
+            mark: false,
+            scb,
+            code,
+            data,
+        }
+        .encode(&mut out, None)
+        .unwrap();
+        out
+    }
+
+    /// Runs the real handshake; returns the CP's session.
+    fn handshake(pd: &mut PeripheralDevice) -> Session {
+        let rnd_a = [0xA0; 8];
+        let ch = CpChallenge::new(&Key::new(KEY), false, rnd_a);
+        let r = exchange(pd, &build(0, Some((frame::SCS_11, &[1])), 0x76, &rnd_a));
+        let Ok(Reply::ClientCryptogram(c)) = Reply::parse(r.code(), r.data()) else {
+            panic!("no CCRYPT: {r:?}");
+        };
+        let pending = ch.verify(&c.rnd_b, &c.cryptogram).unwrap();
+        let scrypt = pending.server_cryptogram();
+        let r = exchange(pd, &build(1, Some((frame::SCS_13, &[1])), 0x77, &scrypt));
+        let Ok(Reply::InitialRmac(rmac)) = Reply::parse(r.code(), r.data()) else {
+            panic!("no RMAC_I: {r:?}");
+        };
+        assert!(pd.is_secure());
+        pending.establish(&rmac).unwrap()
+    }
+
+    #[test]
+    fn handshake_block_on_another_command_is_refused() {
+        // Found by fuzzing: POLL and OUT carrying an SCS_11 block were run
+        // as clear commands past `require_secure` (OUT switched the strike).
+        let mut pd = device(true);
+        let poll = [0x53, 0x11, 0x09, 0x00, 0x08, 0x02, 0x11, 0x60, 0x18];
+        let r = exchange(&mut pd, &poll);
+        assert_eq!(
+            Reply::parse(r.code(), r.data()).unwrap(),
+            Reply::Nak(Nak::new(NakCode::UnsupportedSecurityBlock))
+        );
+        let out = [
+            0x53, 0x11, 0x0e, 0x00, 0x0e, 0x02, 0x11, 0x68, 0x00, 0x02, 0x00, 0x00, 0x22, 0x26,
+        ];
+        let r = exchange(&mut pd, &out);
+        assert_eq!(r.code(), crate::reply::code::NAK);
+        assert_eq!(pd.outputs(), &[0], "the strike must not move");
+        assert!(pd.poll_event().is_none());
+    }
+
+    #[test]
+    fn clear_keyset_inside_a_session_installs_nothing() {
+        let mut pd = device(false);
+        let _cp = handshake(&mut pd);
+        while pd.poll_event().is_some() {}
+        // KEYSET in clear behind an SCS_11 block, then plainly in clear.
+        let mut ks = vec![0x01, 0x10];
+        ks.extend_from_slice(&[0x66; 16]);
+        for scb in [Some((frame::SCS_11, &[1u8][..])), None] {
+            let r = exchange(&mut pd, &build(2, scb, 0x75, &ks));
+            assert_eq!(r.code(), crate::reply::code::NAK, "{scb:?}");
+            assert!(r.security_block().is_none());
+        }
+        while let Some(e) = pd.poll_event() {
+            assert!(!matches!(e, PdEvent::KeyInstalled(_)), "key taken over");
+        }
+    }
+
+    #[test]
+    fn secured_keyset_installs_the_key_and_ends_the_session() {
+        let mut pd = device(true);
+        let mut cp = handshake(&mut pd);
+        let mut data = Vec::new();
+        Command::KeySet(KeySet::scbk([0x42; 16])).encode_data(&mut data);
+        let (kind, sealed) = cp.encrypt(Direction::Command, &data);
+        let mut out = Vec::new();
+        PacketBuilder {
+            address: 0x11,
+            reply: false,
+            sequence: 2,
+            check: Check::Crc16,
+            mark: false,
+            scb: Some((kind, &[])),
+            code: 0x75,
+            data: &sealed,
+        }
+        .encode(
+            &mut out,
+            Some(&mut |m: &[u8]| cp.sign(Direction::Command, m)),
+        )
+        .unwrap();
+        let r = exchange(&mut pd, &out);
+        let (_, plain) = cp.open(Direction::Reply, &r).unwrap();
+        assert_eq!(Reply::parse(r.code(), &plain).unwrap(), Reply::Ack);
+        assert!(!pd.is_secure());
+        let mut installed = false;
+        while let Some(e) = pd.poll_event() {
+            installed |= matches!(e, PdEvent::KeyInstalled(k) if k == Key::new([0x42; 16]));
+        }
+        assert!(installed);
+    }
+
+    #[test]
+    fn only_an_identical_retry_gets_the_cached_reply() {
+        let mut pd = device(false);
+        let id = build(1, None, 0x61, &[0]);
+        let first = exchange(&mut pd, &id);
+        let again = exchange(&mut pd, &id);
+        assert_eq!(first.as_bytes(), again.as_bytes());
+        // Same sequence and code, different bytes: processed, not replayed.
+        let cap = build(2, None, 0x62, &[0]);
+        exchange(&mut pd, &cap);
+        let other = build(2, None, 0x62, &[1]);
+        let r = exchange(&mut pd, &other);
+        assert_eq!(r.code(), crate::reply::code::NAK);
+    }
 }

@@ -68,7 +68,8 @@ impl Key {
     /// Parses 32 hexadecimal digits.
     pub fn from_hex(hex: &str) -> Result<Key, ScError> {
         let hex = hex.trim();
-        if hex.len() != 2 * BLOCK || !hex.is_ascii() {
+        // Hex digits only: `from_str_radix` alone would also take a sign.
+        if hex.len() != 2 * BLOCK || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(ScError::BadKeyFormat);
         }
         let mut out = [0u8; BLOCK];
@@ -726,5 +727,7 @@ mod tests {
         assert!(Key::from_hex("0001").is_err());
         assert!(Key::from_hex("zz0102030405060708090a0b0c0d0e0f").is_err());
         assert!(Key::from_hex("é00102030405060708090a0b0c0d0e").is_err());
+        // Found by fuzzing: a leading '+' per digit pair was accepted.
+        assert!(Key::from_hex(&"+0".repeat(16)).is_err());
     }
 }
