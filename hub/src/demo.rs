@@ -202,7 +202,6 @@ pub async fn run(args: &DemoArgs) -> Result<(), CliError> {
     let mut next_card = start + Duration::from_secs(args.card_every.max(1));
     let mut presented: Vec<(u8, Instant)> = Vec::new();
     let end = (args.seconds > 0).then(|| start + Duration::from_secs(args.seconds));
-    let mut seen = 0;
     let mut seen_at_reader = vec![0usize; usize::from(args.readers)];
     loop {
         // Pace virtual time against the wall clock.
@@ -211,8 +210,7 @@ pub async fn run(args: &DemoArgs) -> Result<(), CliError> {
             return Ok(());
         }
         bus.run_until(|_| false, now);
-        for (at, e) in bus.cp_events[seen..].to_vec() {
-            seen += 1;
+        for (at, e) in std::mem::take(&mut bus.cp_events) {
             let line: Value = match e {
                 Event::Online { pd, secure, .. } => {
                     json!({"event":"online","reader":pd,"sc":secure})
