@@ -26,7 +26,7 @@
 //!
 //! The task loop, as the sans-IO core asks for it:
 //!
-//! 1. write `cp.poll_transmit(now)` to the port (`write_all` + `flush`),
+//! 1. write `cp.poll_transmit(now)` to the port,
 //! 2. forward `cp.poll_event()` (and port events) to the event channel,
 //! 3. wait for whichever comes first: bytes from the port
 //!    (`cp.handle_input`), the core's deadline `cp.poll_timeout()`
@@ -512,9 +512,10 @@ impl Driver {
 
     /// Writes one packet; a failure or a stuck write takes the port down.
     ///
-    /// tokio-serial's `flush` is `tcdrain`, a blocking call that waits
-    /// until the UART has sent the packet: at most the packet's wire time
-    /// (about 1 ms a byte at 9600 baud) on this task's worker thread.
+    /// No `flush`: on tokio-serial it is `tcdrain`, which would block a
+    /// runtime worker for the packet's wire time. Nothing needs it: the core
+    /// adds the wire time to its reply deadline, and in kernel RS-485 mode
+    /// the UART driver releases RTS after the last bit on its own.
     async fn transmit(&mut self, bytes: &[u8]) {
         let Some(port) = self.port.as_mut() else {
             // The port is down: the request is lost on the floor and the
@@ -522,10 +523,7 @@ impl Driver {
             return;
         };
         let limit = self.config.write_timeout + wire_time(bytes.len(), self.config.baud);
-        let write = async {
-            port.write_all(bytes).await?;
-            port.flush().await
-        };
+        let write = port.write_all(bytes);
         match tokio::time::timeout(limit, write).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => self.lost(format!("write failed: {e}")),

@@ -654,7 +654,6 @@ impl ControlPanel {
             let Some(f) = self.in_flight.take() else {
                 continue;
             };
-            self.stats.received += 1;
             self.on_reply(f, packet, now);
         }
     }
@@ -884,6 +883,7 @@ impl ControlPanel {
                 return;
             }
         };
+        self.stats.received += 1;
         self.slots[i].last_reply = Some(now);
         if let Reply::Busy = reply {
             self.slots[i].busy_until = Some(now + self.config.busy_retry);
