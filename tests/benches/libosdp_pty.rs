@@ -34,10 +34,10 @@ fn run(pds: usize, secure: bool, secs: u64) -> (f64, f64) {
         "--poll-interval-ms".into(),
         "0".into(),
     ];
-    for i in 0..pds {
+    for (i, key) in KEYS.iter().enumerate().take(pds) {
         args.push("--pd".into());
         args.push(if secure {
-            format!("{}:{}", i + 1, KEYS[i])
+            format!("{}:{key}", i + 1)
         } else {
             format!("{}", i + 1)
         });
