@@ -1522,6 +1522,74 @@ mod tests {
     }
 
     #[test]
+    fn reader_that_acks_keyset_in_clear_is_tolerated() {
+        let mut bus = sim(config(), vec![(Security::Install, reader(7, None, true))]);
+        wait_online(&mut bus, &[7]);
+        let new_key = key(0x24);
+        // The reader's own (secured) ACK is lost; it answers in clear instead,
+        // as some readers do once they have switched keys.
+        bus.drop_reply_to(crate::command::code::KEYSET);
+        bus.cp
+            .submit(
+                7,
+                Command::KeySet(KeySet {
+                    key: new_key.clone(),
+                }),
+            )
+            .unwrap();
+        let deadline = bus.now() + Duration::from_secs(1);
+        let installed = |b: &SimBus| {
+            b.pds[0]
+                .events
+                .iter()
+                .any(|(_, e)| matches!(e, PdEvent::KeyInstalled(_)))
+        };
+        assert!(bus.run_until(installed, deadline));
+        let keyset = bus
+            .wire
+            .iter()
+            .rev()
+            .find(|r| r.from == Sender::Cp)
+            .and_then(|r| r.packets().first().cloned())
+            .unwrap();
+        assert_eq!(keyset.code(), crate::command::code::KEYSET);
+        let mut ack = Vec::new();
+        PacketBuilder {
+            address: 7,
+            reply: true,
+            sequence: keyset.sequence(),
+            check: Check::Crc16,
+            mark: false,
+            scb: None,
+            code: crate::reply::code::ACK,
+            data: &[],
+        }
+        .encode(&mut ack, None)
+        .unwrap();
+        bus.inject_noise(&ack);
+        let deadline = bus.now() + Duration::from_secs(3);
+        let ok = bus.run_until(
+            |b| {
+                b.cp_events
+                    .iter()
+                    .any(|(_, e)| matches!(e, Event::KeyChanged { pd: 7 }))
+                    && b.cp.status()[0].online
+                    && b.cp.status()[0].secure
+                    && !b.cp.status()[0].default_key
+            },
+            deadline,
+        );
+        assert!(ok, "{:?}", bus.cp_events);
+        assert!(!bus.cp_events.iter().any(|(_, e)| matches!(
+            e,
+            Event::SecureChannelFailed {
+                reason: ScFailure::ClearTextRefused,
+                ..
+            }
+        )));
+    }
+
+    #[test]
     fn wrong_key_is_reported_and_nothing_but_handshake_goes_in_clear() {
         let mut bus = sim(
             config(),

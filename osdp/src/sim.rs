@@ -93,6 +93,8 @@ pub struct SimBus {
     queue: BinaryHeap<Reverse<Delivery>>,
     order: u64,
     drop_next: usize,
+    drop_reply_to: Option<u8>,
+    drop_armed: bool,
 }
 
 impl SimBus {
@@ -120,6 +122,8 @@ impl SimBus {
             queue: BinaryHeap::new(),
             order: 0,
             drop_next: 0,
+            drop_reply_to: None,
+            drop_armed: false,
         }
     }
 
@@ -131,6 +135,12 @@ impl SimBus {
     /// Drops the next `n` transmissions (any sender) as if garbled.
     pub fn drop_next(&mut self, n: usize) {
         self.drop_next = n;
+    }
+
+    /// Drops the device reply to the next command with this code the control
+    /// panel sends (as if garbled), once.
+    pub fn drop_reply_to(&mut self, command_code: u8) {
+        self.drop_reply_to = Some(command_code);
     }
 
     /// Writes noise onto the line toward the control panel now.
@@ -148,6 +158,19 @@ impl SimBus {
         }
         if self.drop_next > 0 {
             self.drop_next -= 1;
+            return;
+        }
+        if from == Sender::Cp {
+            if let Some(code) = self.drop_reply_to {
+                let mut d = Decoder::default();
+                d.push(&bytes);
+                if d.next_packet().is_some_and(|p| p.code() == code) {
+                    self.drop_reply_to = None;
+                    self.drop_armed = true;
+                }
+            }
+        } else if matches!(from, Sender::Pd(_)) && self.drop_armed {
+            self.drop_armed = false;
             return;
         }
         let arrive = at + wire_time(bytes.len(), self.baud);
