@@ -331,3 +331,41 @@ fn libosdp_control_panel_talks_to_our_virtual_reader() {
     let led = pd.wait_for("LED command", 10 * SEC, |v| is(v, "event", json!("led")));
     assert_eq!(led["color"], json!("green"));
 }
+
+#[test]
+fn scan_finds_libosdp_pds_with_their_identity() {
+    let _serial = e2e::exclusive();
+    let (_peer, bus) = libosdp_pd(
+        &[
+            json!({"addr": 3, "scbk": K1, "secure": true, "pdid": {"serial": 0x0BADCAFE}}),
+            json!({"addr": 6, "pdid": {"serial": 42}}),
+        ],
+        false,
+    );
+    let mut scan = hub(&[
+        "osdp",
+        "scan",
+        "--port",
+        &bus,
+        "--bauds",
+        "9600",
+        "--addresses",
+        "0-8",
+        "--timeout-ms",
+        "150",
+    ]);
+    let done = scan.wait_for("scan summary", 60 * SEC, |v| {
+        is(v, "event", json!("scan_done"))
+    });
+    let found: Vec<_> = scan
+        .seen
+        .iter()
+        .filter(|v| is(v, "event", json!("found")))
+        .map(|v| (v["pd"].clone(), v["serial"].clone()))
+        .collect();
+    assert_eq!(
+        found,
+        vec![(json!(3), json!(0x0BADCAFE)), (json!(6), json!(42))],
+        "{done}"
+    );
+}
