@@ -219,6 +219,20 @@ impl PeripheralDevice {
             if packet.is_reply() {
                 continue; // another device's reply on the shared bus
             }
+            if packet.sequence() != 0 {
+                if let Some(c) = &self.last_reply {
+                    if c.request == packet.as_bytes() {
+                        // An exact retry: repeat the reply bit for bit, as the
+                        // MAC chain has already moved on. Checked before the
+                        // address, so a retried osdp_COMSET is answered even
+                        // though the device now has its new address. Only an
+                        // identical request counts: nothing else can fish a
+                        // cached answer out.
+                        self.transmit.push_back(c.bytes.clone());
+                        continue;
+                    }
+                }
+            }
             let addr = packet.address();
             if addr != self.config.address && addr != frame::ADDR_BROADCAST {
                 continue;
@@ -240,17 +254,9 @@ impl PeripheralDevice {
             // The CP restarts the conversation: forget session and cache.
             self.drop_session();
             self.last_reply = None;
-        } else if Some(seq) == self.last_seq {
-            if let Some(c) = &self.last_reply {
-                if c.request == packet.as_bytes() {
-                    // A retry: repeat the reply bit for bit, as the MAC chain
-                    // has already moved on. Only an identical request counts,
-                    // so nothing else can fish a cached answer out.
-                    self.transmit.push_back(c.bytes.clone());
-                    return;
-                }
-            }
-        } else {
+        } else if Some(seq) != self.last_seq {
+            // (The same sequence with different bytes is processed as a new
+            // command: exact retries were answered from the cache already.)
             let expected = match self.last_seq {
                 None => 0,
                 Some(0) | Some(3) => 1,
@@ -743,6 +749,22 @@ mod tests {
             installed |= matches!(e, PdEvent::KeyInstalled(k) if k == Key::new([0x42; 16]));
         }
         assert!(installed);
+    }
+
+    #[test]
+    fn a_retried_comset_is_answered_from_the_old_address() {
+        // Found by fuzzing: after osdp_COMSET the device had its new address
+        // and ignored the CP's retry when the COM reply was lost.
+        let mut pd = device(false);
+        let comset = build(1, None, 0x6E, &[0x22, 0x80, 0x25, 0x00, 0x00]);
+        let first = exchange(&mut pd, &comset);
+        assert_eq!(first.code(), crate::reply::code::COM);
+        assert_eq!(pd.address(), 0x22);
+        let again = exchange(&mut pd, &comset);
+        assert_eq!(first.as_bytes(), again.as_bytes());
+        // A different command to the old address is not for it any more.
+        pd.handle_input(&build(2, None, 0x61, &[0]), Instant::now());
+        assert!(pd.poll_transmit().is_none());
     }
 
     #[test]
