@@ -346,7 +346,6 @@ enum Step {
 enum Link {
     Offline {
         retry_at: Instant,
-        backoff: Duration,
     },
     /// `next` is `None` while the step's request is in flight or parked.
     Connecting {
@@ -361,6 +360,8 @@ struct Slot {
     address: u8,
     security: Security,
     link: Link,
+    /// Delay before the next probe if this connection attempt fails.
+    backoff: Duration,
     was_online: bool,
     last_seq: Option<u8>,
     last_reply: Option<Instant>,
@@ -463,10 +464,8 @@ impl ControlPanel {
             slots.push(Slot {
                 address: pd.address,
                 security: pd.security,
-                link: Link::Offline {
-                    retry_at: now,
-                    backoff: config.reconnect_min,
-                },
+                link: Link::Offline { retry_at: now },
+                backoff: config.reconnect_min,
                 was_online: false,
                 last_seq: None,
                 last_reply: None,
@@ -1006,6 +1005,7 @@ impl ControlPanel {
         let s = &mut self.slots[i];
         s.link = Link::Online { session };
         s.was_online = true;
+        s.backoff = self.config.reconnect_min;
         s.next_poll = now;
         self.events.push_back(Event::Online {
             pd: s.address,
@@ -1049,17 +1049,14 @@ impl ControlPanel {
         let min = self.config.reconnect_min;
         let max = self.config.reconnect_max;
         let s = &mut self.slots[i];
-        let backoff = match &s.link {
-            _ if reset_backoff => min,
-            Link::Offline { backoff, .. } => (*backoff * 2).min(max),
-            Link::Connecting { .. } if !s.was_online => min,
-            _ => min,
-        };
+        // A device that was serving gets probed soon; one that keeps failing
+        // to connect gets probed less and less often.
+        let delay = if reset_backoff { min } else { s.backoff };
+        s.backoff = (delay * 2).min(max);
         let previous = std::mem::replace(
             &mut s.link,
             Link::Offline {
-                retry_at: now + backoff,
-                backoff,
+                retry_at: now + delay,
             },
         );
         if matches!(previous, Link::Online { .. }) {
@@ -1659,6 +1656,39 @@ mod tests {
         let deadline = bus.now() + cfg.reconnect_max * 2;
         assert!(bus.run_until(|b| online(b, 2), deadline));
         assert!(bus.cp.status()[1].secure);
+    }
+
+    #[test]
+    fn probes_of_a_missing_reader_back_off_to_the_maximum() {
+        let cfg = config();
+        let mut bus = sim(cfg.clone(), vec![(Security::Clear, reader(4, None, false))]);
+        bus.pds[0].connected = false;
+        bus.run_for(Duration::from_secs(60));
+        let probes: Vec<Instant> = bus
+            .wire
+            .iter()
+            .filter(|r| r.from == Sender::Cp)
+            .map(|r| r.at)
+            .collect();
+        let gaps: Vec<Duration> = probes.windows(2).map(|w| w[1] - w[0]).collect();
+        // Each gap is the backoff plus one reply timeout (and wire time).
+        let expect = |backoff: Duration| {
+            move |g: &Duration| {
+                *g >= backoff + cfg.reply_timeout && *g < backoff + cfg.reply_timeout * 2
+            }
+        };
+        assert!(gaps.len() >= 6, "{gaps:?}");
+        assert!(expect(cfg.reconnect_min)(&gaps[0]), "{gaps:?}");
+        assert!(expect(cfg.reconnect_min * 2)(&gaps[1]), "{gaps:?}");
+        assert!(expect(cfg.reconnect_min * 4)(&gaps[2]), "{gaps:?}");
+        assert!(gaps[3..]
+            .iter()
+            .all(|g| *g < cfg.reconnect_max + cfg.reply_timeout * 2));
+        assert!(expect(cfg.reconnect_max)(gaps.last().unwrap()), "{gaps:?}");
+        // Plugged in: found at the next probe, and the backoff starts over.
+        bus.pds[0].connected = true;
+        let deadline = bus.now() + cfg.reconnect_max + Duration::from_secs(1);
+        assert!(bus.run_until(|b| online(b, 4), deadline));
     }
 
     #[test]
