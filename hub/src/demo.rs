@@ -15,10 +15,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use osdp::card::{CardFormatTable, H10301};
-use osdp::command::{
-    BuzzerControl, Command, LedColor, LedControl, PermanentLed, PermanentLedCode, TemporaryLed,
-    TemporaryLedCode, ToneCode,
-};
+use osdp::command::{BuzzerControl, Command, LedColor, LedControl, ToneCode};
 use osdp::cp::{ControlPanel, CpConfig, Event, PdConfig, Security};
 use osdp::reply::{Keypad, RawCard, RawFormat, Reply};
 use osdp::sc::Key;
@@ -56,25 +53,7 @@ pub fn mask_number(number: u64) -> String {
 }
 
 fn ack_commands() -> [Command; 2] {
-    let led = Command::Led(vec![LedControl {
-        reader: 0,
-        led: 0,
-        temporary: TemporaryLed {
-            control: TemporaryLedCode::Set,
-            on_time: 10,
-            off_time: 0,
-            on_color: LedColor::Green,
-            off_color: LedColor::Black,
-            timer: 10,
-        },
-        permanent: PermanentLed {
-            control: PermanentLedCode::Nop,
-            on_time: 1,
-            off_time: 0,
-            on_color: LedColor::Black,
-            off_color: LedColor::Black,
-        },
-    }]);
+    let led = Command::Led(vec![LedControl::temporary(LedColor::Green, 10)]);
     let beep = Command::Buzzer(BuzzerControl {
         reader: 0,
         tone: ToneCode::Default,

@@ -7,7 +7,7 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use osdp::card::CardFormatTable;
-use osdp::frame::{Check, Decoder, PacketBuilder, SCS_17};
+use osdp::frame::{Check, Decoder, PacketBuilder};
 use osdp::sc::{CpChallenge, Direction, Key, PdChallenge, Session};
 
 fn sessions() -> (Session, Session) {
@@ -77,24 +77,19 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             let mut c = cp.take().unwrap();
             let p = pd.take().unwrap();
-            let (kind, sealed) = c.encrypt(Direction::Command, black_box(&card));
             let mut out = Vec::with_capacity(64);
-            PacketBuilder {
+            let base = PacketBuilder {
                 address: 1,
                 reply: false,
                 sequence: 1,
                 check: Check::Crc16,
                 mark: true,
-                scb: Some((kind, &[])),
+                scb: None,
                 code: 0x68,
-                data: &sealed,
-            }
-            .encode(
-                &mut out,
-                Some(&mut |m: &[u8]| c.sign(Direction::Command, m)),
-            )
-            .unwrap();
-            assert_eq!(kind, SCS_17);
+                data: &[],
+            };
+            c.seal(Direction::Command, base, black_box(&card), &mut out)
+                .unwrap();
             let mut d = Decoder::default();
             d.push(&out);
             let packet = d.next_packet().unwrap();

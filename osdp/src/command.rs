@@ -414,6 +414,31 @@ impl LedControl {
     /// Bytes per record on the wire.
     pub const LEN: usize = 14;
 
+    /// LED 0 of reader 0 steady in `color` for `tenths` x 100 ms, then back
+    /// to its permanent state (which this leaves alone). On and off times
+    /// are non-zero where readers insist on it (libosdp NAKs all-zero times).
+    pub fn temporary(color: LedColor, tenths: u16) -> LedControl {
+        LedControl {
+            reader: 0,
+            led: 0,
+            temporary: TemporaryLed {
+                control: TemporaryLedCode::Set,
+                on_time: 10,
+                off_time: 0,
+                on_color: color,
+                off_color: color,
+                timer: tenths,
+            },
+            permanent: PermanentLed {
+                control: PermanentLedCode::Nop,
+                on_time: 1,
+                off_time: 0,
+                on_color: LedColor::Black,
+                off_color: LedColor::Black,
+            },
+        }
+    }
+
     fn encode(&self, out: &mut Vec<u8>) {
         let t = &self.temporary;
         let p = &self.permanent;

@@ -782,16 +782,7 @@ impl ControlPanel {
             else {
                 return None;
             };
-            let (kind, sealed) = session.encrypt(Direction::Command, &data);
-            PacketBuilder {
-                scb: Some((kind, &[])),
-                data: &sealed,
-                ..base
-            }
-            .encode(
-                &mut out,
-                Some(&mut |m: &[u8]| session.sign(Direction::Command, m)),
-            )
+            session.seal(Direction::Command, base, &data, &mut out)
         } else {
             PacketBuilder {
                 data: &data,
@@ -1117,8 +1108,8 @@ mod tests {
 
     use super::*;
     use crate::command::{
-        BuzzerControl, LedColor, LedControl, OutputControl, OutputControlCode, PermanentLed,
-        PermanentLedCode, TemporaryLed, TemporaryLedCode, TextCommand, TextControl, ToneCode,
+        BuzzerControl, LedColor, LedControl, OutputControl, OutputControlCode, TextCommand,
+        TextControl, ToneCode,
     };
     use crate::pd::{PdConfig as VirtualPd, PdEvent, PeripheralDevice};
     use crate::reply::{CapabilityFunction, Keypad, RawCard, RawFormat};
@@ -1322,25 +1313,7 @@ mod tests {
             control: OutputControlCode::TemporaryOnThenOff,
             timer: 30,
         }]);
-        let led = Command::Led(vec![LedControl {
-            reader: 0,
-            led: 0,
-            temporary: TemporaryLed {
-                control: TemporaryLedCode::Set,
-                on_time: 10,
-                off_time: 0,
-                on_color: LedColor::Green,
-                off_color: LedColor::Black,
-                timer: 10,
-            },
-            permanent: PermanentLed {
-                control: PermanentLedCode::Nop,
-                on_time: 0,
-                off_time: 0,
-                on_color: LedColor::Black,
-                off_color: LedColor::Black,
-            },
-        }]);
+        let led = Command::Led(vec![LedControl::temporary(LedColor::Green, 10)]);
         let buz = Command::Buzzer(BuzzerControl {
             reader: 0,
             tone: ToneCode::Default,

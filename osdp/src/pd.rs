@@ -537,16 +537,7 @@ impl PeripheralDevice {
         let mut out = Vec::new();
         let ok = match (&mut self.security, secure) {
             (Security::Active(session), true) => {
-                let (kind, sealed) = session.encrypt(Direction::Reply, &data);
-                PacketBuilder {
-                    scb: Some((kind, &[])),
-                    data: &sealed,
-                    ..base
-                }
-                .encode(
-                    &mut out,
-                    Some(&mut |m: &[u8]| session.sign(Direction::Reply, m)),
-                )
+                session.seal(Direction::Reply, base, &data, &mut out)
             }
             _ => PacketBuilder {
                 data: &data,
@@ -723,21 +714,21 @@ mod tests {
         let mut cp = handshake(&mut pd);
         let mut data = Vec::new();
         Command::KeySet(KeySet::scbk([0x42; 16])).encode_data(&mut data);
-        let (kind, sealed) = cp.encrypt(Direction::Command, &data);
         let mut out = Vec::new();
-        PacketBuilder {
-            address: 0x11,
-            reply: false,
-            sequence: 2,
-            check: Check::Crc16,
-            mark: false,
-            scb: Some((kind, &[])),
-            code: 0x75,
-            data: &sealed,
-        }
-        .encode(
+        cp.seal(
+            Direction::Command,
+            PacketBuilder {
+                address: 0x11,
+                reply: false,
+                sequence: 2,
+                check: Check::Crc16,
+                mark: false,
+                scb: None,
+                code: 0x75,
+                data: &[],
+            },
+            &data,
             &mut out,
-            Some(&mut |m: &[u8]| cp.sign(Direction::Command, m)),
         )
         .unwrap();
         let r = exchange(&mut pd, &out);

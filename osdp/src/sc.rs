@@ -437,6 +437,25 @@ impl Session {
         (kind, enc.encrypt_padded_vec_mut::<Iso7816>(data))
     }
 
+    /// Encodes a secured packet: `plain` encrypted (or MAC only when empty),
+    /// the security block set, the MAC appended; `base` gives address,
+    /// sequence, check and code. Advances the chain.
+    pub fn seal(
+        &mut self,
+        dir: Direction,
+        base: frame::PacketBuilder<'_>,
+        plain: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), frame::FrameError> {
+        let (kind, sealed) = self.encrypt(dir, plain);
+        frame::PacketBuilder {
+            scb: Some((kind, &[])),
+            data: &sealed,
+            ..base
+        }
+        .encode(out, Some(&mut |m: &[u8]| self.sign(dir, m)))
+    }
+
     /// Computes the MAC of an outgoing packet (SOM..data) and advances the
     /// chain. Pass to [`frame::PacketBuilder::encode`].
     pub fn sign(&mut self, dir: Direction, mac_input: &[u8]) -> [u8; MAC_LEN] {
@@ -611,20 +630,18 @@ mod tests {
     }
 
     fn seal(s: &mut Session, dir: Direction, code: u8, plain: &[u8]) -> Packet {
-        let (kind, data) = s.encrypt(dir, plain);
         let b = PacketBuilder {
             address: 1,
             reply: dir == Direction::Reply,
             sequence: 1,
             check: Check::Crc16,
             mark: true,
-            scb: Some((kind, &[])),
+            scb: None,
             code,
-            data: &data,
+            data: &[],
         };
         let mut out = Vec::new();
-        b.encode(&mut out, Some(&mut |m: &[u8]| s.sign(dir, m)))
-            .unwrap();
+        s.seal(dir, b, plain, &mut out).unwrap();
         let mut d = Decoder::default();
         d.push(&out);
         d.next_packet().unwrap()
