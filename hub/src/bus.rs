@@ -679,6 +679,86 @@ mod tests {
         }
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_buses_run_in_parallel() {
+        // One bus task per port: both ports are served at once, each with
+        // its own devices and secure channel state.
+        let key = osdp::sc::Key::new([0x5C; 16]);
+        let mut pd_a = VirtualPd::start(device(1, None)).unwrap();
+        let mut pd_b = VirtualPd::start(device(1, Some(key.clone()))).unwrap();
+        let mut a = BusConfig::new(
+            pd_a.path.clone(),
+            9600,
+            vec![PdConfig {
+                address: 1,
+                security: Security::Clear,
+            }],
+        );
+        let mut b = BusConfig::new(
+            pd_b.path.clone(),
+            9600,
+            vec![PdConfig {
+                address: 1,
+                security: Security::Secure(key),
+            }],
+        );
+        quick(&mut a);
+        quick(&mut b);
+        let mut bus_a = spawn(a).unwrap();
+        let mut bus_b = spawn(b).unwrap();
+        drop(pd_a.slave.take());
+        drop(pd_b.slave.take());
+        let online = |secure: bool| move |e: &BusEvent| matches!(e, BusEvent::Osdp(Event::Online { pd: 1, secure: s, .. }) if *s == secure);
+        let (ea, eb) = tokio::join!(
+            wait_for(&mut bus_a, online(false)),
+            wait_for(&mut bus_b, online(true))
+        );
+        assert!(matches!(ea, BusEvent::Osdp(Event::Online { .. })));
+        assert!(matches!(eb, BusEvent::Osdp(Event::Online { .. })));
+        // A card on bus B arrives on bus B only.
+        let card = RawCard {
+            reader: 0,
+            format: RawFormat::Wiegand,
+            bit_count: 26,
+            data: vec![0x01, 0x02, 0x03, 0x40],
+        };
+        pd_b.device
+            .lock()
+            .unwrap()
+            .queue_report(Reply::Raw(card.clone()));
+        let got = wait_for(&mut bus_b, |e| {
+            matches!(
+                e,
+                BusEvent::Osdp(Event::Reply {
+                    reply: Reply::Raw(_),
+                    ..
+                })
+            )
+        })
+        .await;
+        assert_eq!(
+            got,
+            BusEvent::Osdp(Event::Reply {
+                pd: 1,
+                reply: Reply::Raw(card)
+            })
+        );
+        assert!(bus_a.stats().await.unwrap().polls > 0);
+        assert!(bus_b.status().await.unwrap()[0].secure);
+        while let Ok(e) = bus_a.events.try_recv() {
+            assert!(
+                !matches!(
+                    e,
+                    BusEvent::Osdp(Event::Reply {
+                        reply: Reply::Raw(_),
+                        ..
+                    })
+                ),
+                "bus A saw bus B's card"
+            );
+        }
+    }
+
     #[tokio::test]
     async fn drives_a_device_over_a_pty() {
         let mut pd = VirtualPd::start(device(1, None)).unwrap();
