@@ -7,6 +7,7 @@
 //!   on one bus, and `hub osdp scan` to find devices.
 //! - [`virtual_pd`]: `hub osdp pd`, a virtual reader on a serial port.
 //! - [`demo`]: `hub demo`, virtual readers on a simulated bus, no hardware.
+//! - [`door`]: one door's strike, position switch, exit button and alarms.
 //!
 //! The binary (`src/main.rs`) only parses the command line with [`Cli`],
 //! calls [`init_tracing`] and hands over to [`run`]. Logs go to stderr
@@ -14,6 +15,7 @@
 
 pub mod bus;
 pub mod demo;
+pub mod door;
 pub mod osdp_cli;
 #[cfg(test)]
 mod test_pty;
