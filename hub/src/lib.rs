@@ -8,11 +8,15 @@
 //! - [`virtual_pd`]: `hub osdp pd`, a virtual reader on a serial port.
 //! - [`demo`]: `hub demo`, virtual readers on a simulated bus, no hardware.
 //! - [`door`]: one door's strike, position switch, exit button and alarms.
+//! - [`access_input`]: per-reader credential input (sans-IO): card reads and
+//!   keypad keys in, complete presentations (card, PIN, card and PIN) out,
+//!   with PIN timeouts and the wrong-PIN lockout.
 //!
 //! The binary (`src/main.rs`) only parses the command line with [`Cli`],
 //! calls [`init_tracing`] and hands over to [`run`]. Logs go to stderr
 //! (`RUST_LOG` filters them); stdout carries only the tool's JSON lines.
 
+pub mod access_input;
 pub mod bus;
 pub mod demo;
 pub mod door;
