@@ -455,8 +455,8 @@ impl fmt::Debug for FmtCard {
 }
 
 /// An `osdp_KEYPAD` report. The digits may be a PIN: `Debug` prints only how
-/// many there are.
-#[derive(Clone, PartialEq, Eq, Hash)]
+/// many there are, and they are wiped from memory on drop.
+#[derive(Clone, PartialEq, Eq, Hash, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
 pub struct Keypad {
     /// Reader number, 0 for the first reader.
     pub reader: u8,
