@@ -2,7 +2,8 @@
 # Prepare the machine for the integration tests (idempotent).
 #
 #   * .venv at the repo root with libosdp==3.2.9 (the OSDP interop peer)
-#   * mosquitto (MQTT broker) via apt-get when it is not on PATH
+#   * mosquitto (MQTT broker) and nats-server (second MQTT implementation, for
+#     the broker contract tests) via apt-get when missing
 #
 # Quick and offline when everything is already in place. Exports nothing:
 # tests find .venv/bin/python relative to the repo root (HUB_TEST_PYTHON
@@ -88,12 +89,21 @@ else
     say "installed libosdp==$LIBOSDP_VERSION into $VENV"
 fi
 
-# ---- mosquitto ------------------------------------------------------------------
-if command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ]; then
-    say "mosquitto present ($(command -v mosquitto || echo /usr/sbin/mosquitto); nothing to do)"
-else
-    apt_install mosquitto
-    say "installed mosquitto"
+# ---- MQTT brokers: mosquitto, nats-server ------------------------------------------
+# Both packages put the binary in /usr/sbin, which is not on a normal user's PATH.
+have_bin() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
+
+missing=()
+for pkg in mosquitto nats-server; do
+    if have_bin "$pkg"; then
+        say "$pkg present ($(command -v "$pkg" || echo "/usr/sbin/$pkg"); nothing to do)"
+    else
+        missing+=("$pkg")
+    fi
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    apt_install "${missing[@]}"
+    say "installed ${missing[*]}"
 fi
 
 say "done"

@@ -2,9 +2,10 @@
 # The whole test suite, as CI runs it (.ci/run calls this).
 #
 # Installs what the tests need when it is missing (a .venv with libosdp, the
-# interop peer; mosquitto), then runs the harness self-check and every Rust
-# test in the workspace: unit tests, simulated-bus tests, and the end-to-end
-# tests against real libosdp devices on PTYs.
+# interop peer; mosquitto and nats-server), then runs the harness self-check
+# and every Rust test in the workspace: unit tests, simulated-bus tests, and
+# the end-to-end tests against real libosdp devices on PTYs and real MQTT
+# brokers.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 

@@ -7,6 +7,9 @@
 //! - [`libosdp_pd`] / [`libosdp_cp`] start `tests/peers/libosdp_peer.py`
 //!   (libosdp 3.2.9) in the PD or CP role on a fresh PTY.
 //! - [`hub`] starts the real `hub` binary, built on first use.
+//! - [`broker`]: real MQTT brokers (Mosquitto, NATS's MQTT listener) on free
+//!   ports, stoppable and restartable, with a test PKI ([`Certs`]) and a
+//!   `rumqttc` test client ([`TestClient`]).
 //!
 //! The Python interpreter is `$HUB_TEST_PYTHON` or `<repo>/.venv/bin/python`,
 //! which `scripts/test-env.sh` creates.
@@ -21,6 +24,12 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 pub use serde_json::{json, Value};
+
+pub mod broker;
+pub use broker::{
+    hub_acl, mqtt_options, mqtt_tls_options, rustls_client_config, Broker, CertFiles, Certs,
+    Mosquitto, MosquittoOpts, NatsMqtt, TempDir, TestClient, TlsListener,
+};
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
