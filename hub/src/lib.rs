@@ -1,5 +1,7 @@
 //! The edge access-control hub: drives OSDP card readers on RS-485 buses.
 //!
+//! - [`access`]: the access model, the indexed [`access::View`] and the pure
+//!   decision function [`access::decide()`] (no I/O).
 //! - [`bus`]: the tokio driver. One task per serial port owns the port and an
 //!   [`osdp::cp::ControlPanel`]; the application talks to it through a
 //!   [`bus::BusHandle`] (submit commands, read device status, receive events).
@@ -16,6 +18,7 @@
 //! calls [`init_tracing`] and hands over to [`run`]. Logs go to stderr
 //! (`RUST_LOG` filters them); stdout carries only the tool's JSON lines.
 
+pub mod access;
 pub mod access_input;
 pub mod bus;
 pub mod demo;

@@ -1,0 +1,1571 @@
+//! The read-only, indexed form of a [`DataSet`] that decisions run against.
+//!
+//! [`View::build`] takes a data set, checks it (parse, don't validate: every
+//! bad record is a [`ModelError`] naming the record), resolves every id to a
+//! dense index and builds the lookup tables, so that
+//! [`super::decide()`] is a few hash lookups:
+//!
+//! | lookup | table |
+//! |---|---|
+//! | card (facility, number) / raw bytes | card credential or Hive door_access_id → credential or user |
+//! | PIN | PIN credential |
+//! | (door, PIN) | access codes, in precedence order |
+//! | mobile key (credential id or token) | mobile-key credential |
+//! | door_access_id, barcode_id, acs_id, user id | user |
+//! | user | accesses, events, memberships, member flag, summary |
+//! | door | accesses, lock/unlock entries |
+//!
+//! The view owns the data set ([`View::data`], [`View::into_data`]) so the
+//! store can persist exactly what was indexed. A few changes the hub makes
+//! itself are cheap updates here, without a rebuild:
+//! [`View::record_code_use`], [`View::set_site_lockdown`],
+//! [`View::set_door_lockdown`]. Access code statuses (for sync to report)
+//! come from [`View::code_status`] and [`View::code_statuses`].
+//!
+//! Time zones: [`View::build`] resolves the site's zone in the time zone
+//! database bundled into the binary (no file I/O, the same answer on every
+//! box, works on a Pi image without tzdata and without network);
+//! [`View::build_with_tzdb`] takes another database, such as the system's
+//! (`jiff::tz::db()`), when the caller prefers the OS's tzdata updates.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use jiff::tz::{TimeZone, TimeZoneDatabase};
+use jiff::Timestamp;
+use serde::Serialize;
+use thiserror::Error;
+
+use super::decide::{MembershipSummary, UserSummary};
+use super::model::{
+    AccessCodeId, AccessMethod, AccessStatus, AuthTypes, CardError, CardKey, CardNumber,
+    CredentialId, DataSet, Door, DoorId, Pin, PinError, RawCard, User, UserId,
+};
+use super::schedule::{CompiledSchedule, HolidayCalendar, ScheduleError};
+
+/// The kind of a record, for errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordKind {
+    /// The site.
+    Site,
+    /// A door.
+    Door,
+    /// A user.
+    User,
+    /// A Seam ACS credential.
+    Credential,
+    /// A Seam access code.
+    AccessCode,
+    /// A schedule.
+    Schedule,
+    /// An Entryfy access.
+    Access,
+    /// A facility.
+    Facility,
+    /// An event.
+    Event,
+    /// A member.
+    Member,
+}
+
+impl fmt::Display for RecordKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RecordKind::Site => "site",
+            RecordKind::Door => "door",
+            RecordKind::User => "user",
+            RecordKind::Credential => "credential",
+            RecordKind::AccessCode => "access code",
+            RecordKind::Schedule => "schedule",
+            RecordKind::Access => "access",
+            RecordKind::Facility => "facility",
+            RecordKind::Event => "event",
+            RecordKind::Member => "member",
+        })
+    }
+}
+
+/// A record named in an error: its kind and id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordRef {
+    /// The kind of record.
+    pub kind: RecordKind,
+    /// Its id.
+    pub id: String,
+}
+
+impl RecordRef {
+    fn new(kind: RecordKind, id: &str) -> Self {
+        Self {
+            kind,
+            id: id.to_owned(),
+        }
+    }
+}
+
+impl fmt::Display for RecordRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.kind, self.id)
+    }
+}
+
+/// A data set that cannot be used; each names the record at fault.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ModelError {
+    /// The site's time zone is not in the time zone database.
+    #[error("site time zone {name:?} is not a known IANA time zone")]
+    TimeZone {
+        /// The name given.
+        name: String,
+    },
+    /// Two records of one kind share an id.
+    #[error("two records are {0}")]
+    DuplicateId(RecordRef),
+    /// A record refers to a user, schedule or facility that is not in the
+    /// data set. (Doors of other hubs in a list of doors are ignored, and an
+    /// access code on an unknown door fails with a status instead.)
+    #[error("{record} refers to unknown {target}")]
+    UnknownReference {
+        /// The referring record.
+        record: RecordRef,
+        /// The missing record.
+        target: RecordRef,
+    },
+    /// A schedule is not usable.
+    #[error("{record}: {source}")]
+    Schedule {
+        /// The schedule.
+        record: RecordRef,
+        /// What is wrong.
+        source: ScheduleError,
+    },
+    /// Two holidays on one date.
+    #[error("holidays: {0}")]
+    Holidays(ScheduleError),
+    /// A temporary access without `valid_to`.
+    #[error("{0} is temporary but has no valid_to")]
+    TemporaryWithoutEnd(RecordRef),
+    /// A validity window that ends at or before its start.
+    #[error("{0} ends before it starts")]
+    EndsBeforeStart(RecordRef),
+    /// A PIN code credential without a PIN.
+    #[error("{0} is a PIN code credential without a code")]
+    MissingPin(RecordRef),
+    /// A PIN that is not 1 to 16 digits.
+    #[error("{record} has an invalid PIN: {source}")]
+    InvalidPin {
+        /// The credential.
+        record: RecordRef,
+        /// What is wrong.
+        source: PinError,
+    },
+    /// A card number that does not parse.
+    #[error("{record} has an invalid card number: {source}")]
+    InvalidCard {
+        /// The credential.
+        record: RecordRef,
+        /// What is wrong.
+        source: CardError,
+    },
+    /// Two holders (credentials, or a credential and another user's
+    /// door_access_id) of the same card.
+    #[error("{record} and {other} have the same card number")]
+    DuplicateCard {
+        /// The later holder.
+        record: RecordRef,
+        /// The earlier holder.
+        other: RecordRef,
+    },
+    /// Two PIN credentials with the same PIN.
+    #[error("{record} and {other} have the same PIN")]
+    DuplicatePin {
+        /// The later credential.
+        record: RecordRef,
+        /// The earlier credential.
+        other: RecordRef,
+    },
+    /// Two users (or mobile keys) with the same identifier value.
+    #[error("{record} and {other} have the same {field}")]
+    DuplicateIdentifier {
+        /// `door_access_id`, `barcode_id`, `acs_id` or `mobile key`.
+        field: &'static str,
+        /// The later record.
+        record: RecordRef,
+        /// The earlier record.
+        other: RecordRef,
+    },
+    /// More records of one kind than the indexes hold (2^32 - 1).
+    #[error("too many {0} records")]
+    TooMany(RecordKind),
+}
+
+/// An access code's status at the hub, as sync reports it (Seam's
+/// `unset`, `set`, `removing`/deleted, and failures).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum CodeStatus {
+    /// Not yet active (before `starts_at`).
+    Unset,
+    /// Enforced: the PIN opens the door.
+    Set,
+    /// No longer enforced.
+    Removed {
+        /// Why.
+        why: RemovedReason,
+    },
+    /// Cannot be enforced.
+    Failed {
+        /// Why.
+        reason: CodeFailure,
+    },
+}
+
+/// Why an access code was removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RemovedReason {
+    /// Its `ends_at` passed.
+    Expired,
+    /// A one-time code was used.
+    Used,
+    /// The cloud deleted it.
+    Deleted,
+}
+
+/// Why an access code cannot be set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "failure", rename_all = "snake_case")]
+pub enum CodeFailure {
+    /// Its door is not a door of this hub.
+    UnknownDoor,
+    /// Its door has no keypad.
+    NoKeypad,
+    /// The code is not 1 to 16 digits.
+    InvalidPin,
+    /// `ends_at` is not after `starts_at`.
+    EndsBeforeStart,
+    /// An older code with the same PIN is set on the same door.
+    DuplicatePin {
+        /// The code that holds the PIN.
+        other: AccessCodeId,
+    },
+    /// A PIN code credential already uses the PIN.
+    PinUsedByCredential {
+        /// The credential.
+        credential: CredentialId,
+    },
+}
+
+impl fmt::Display for CodeFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CodeFailure::UnknownDoor => f.write_str("door not found"),
+            CodeFailure::NoKeypad => f.write_str("door has no keypad"),
+            CodeFailure::InvalidPin => f.write_str("code is not 1 to 16 digits"),
+            CodeFailure::EndsBeforeStart => f.write_str("ends before it starts"),
+            CodeFailure::DuplicatePin { other } => {
+                write!(f, "PIN already set on this door by code {other}")
+            }
+            CodeFailure::PinUsedByCredential { credential } => {
+                write!(f, "PIN already used by credential {credential}")
+            }
+        }
+    }
+}
+
+/// A user index by one identifier's text.
+type IdIndex = HashMap<Box<str>, u32>;
+
+/// Who holds a card value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CardHolder {
+    /// A card credential.
+    Credential(u32),
+    /// A user by Hive door_access_id.
+    User(u32),
+}
+
+pub(crate) struct DoorEntry {
+    pub(crate) id: DoorId,
+    pub(crate) name: Arc<str>,
+    /// Accesses listing this door, ascending.
+    pub(crate) accesses: Box<[u32]>,
+    /// Lock/unlock entries: (access, position in its doors).
+    pub(crate) lock_unlock: Box<[(u32, u32)]>,
+}
+
+pub(crate) struct MembershipEntry {
+    pub(crate) type_id: u64,
+    pub(crate) name: Arc<str>,
+    pub(crate) expires: Option<Timestamp>,
+    /// Local doors, ascending.
+    pub(crate) doors: Box<[u32]>,
+}
+
+pub(crate) struct UserEntry {
+    pub(crate) summary: Arc<UserSummary>,
+    pub(crate) member: bool,
+    pub(crate) accesses: Box<[u32]>,
+    pub(crate) events: Box<[u32]>,
+    pub(crate) memberships: Box<[MembershipEntry]>,
+}
+
+pub(crate) struct CredentialEntry {
+    pub(crate) id: CredentialId,
+    pub(crate) user: u32,
+    pub(crate) starts_at: Option<Timestamp>,
+    pub(crate) ends_at: Option<Timestamp>,
+    /// `None`: no restriction; `Some`: local doors allowed, ascending.
+    pub(crate) entrances: Option<Box<[u32]>>,
+}
+
+pub(crate) struct AccessDoorEntry {
+    pub(crate) door: u32,
+    pub(crate) lock_unlock: bool,
+    pub(crate) first_card_unlock: bool,
+    pub(crate) in_auth: AuthTypes,
+    pub(crate) out_auth: AuthTypes,
+}
+
+pub(crate) struct AccessEntry {
+    pub(crate) name: Arc<str>,
+    pub(crate) status: AccessStatus,
+    pub(crate) valid_from: Option<Timestamp>,
+    pub(crate) valid_to: Option<Timestamp>,
+    pub(crate) schedule: Option<u32>,
+    /// By door, ascending.
+    pub(crate) doors: Box<[AccessDoorEntry]>,
+    /// Ascending.
+    pub(crate) users: Box<[u32]>,
+}
+
+impl AccessEntry {
+    pub(crate) fn door(&self, door: u32) -> Option<&AccessDoorEntry> {
+        self.doors
+            .binary_search_by_key(&door, |d| d.door)
+            .ok()
+            .map(|i| &self.doors[i])
+    }
+}
+
+pub(crate) struct EventEntry {
+    pub(crate) name: Arc<str>,
+    pub(crate) starts_at: Timestamp,
+    pub(crate) ends_at: Timestamp,
+    /// Ascending.
+    pub(crate) doors: Box<[u32]>,
+}
+
+pub(crate) struct CodeEntry {
+    pub(crate) id: AccessCodeId,
+    pub(crate) name: Arc<str>,
+    /// A failure known from the data alone.
+    pub(crate) failure: Option<CodeFailure>,
+    pub(crate) door: Option<u32>,
+    pub(crate) pin: Option<Pin>,
+    pub(crate) starts_at: Option<Timestamp>,
+    pub(crate) ends_at: Option<Timestamp>,
+    pub(crate) one_time_use: bool,
+    pub(crate) used_at: Option<Timestamp>,
+    pub(crate) deleted: bool,
+}
+
+/// The indexed, checked data set a decision reads. Build it once per data
+/// set ([`View::build`]); share it read-only between decisions.
+pub struct View {
+    data: DataSet,
+    pub(crate) tz: TimeZone,
+    pub(crate) holidays: HolidayCalendar,
+    pub(crate) doors: Vec<DoorEntry>,
+    door_index: HashMap<DoorId, u32>,
+    pub(crate) users: Vec<UserEntry>,
+    user_index: HashMap<UserId, u32>,
+    pub(crate) credentials: Vec<CredentialEntry>,
+    pub(crate) schedules: Vec<CompiledSchedule>,
+    pub(crate) accesses: Vec<AccessEntry>,
+    pub(crate) events: Vec<EventEntry>,
+    pub(crate) codes: Vec<CodeEntry>,
+    code_index: HashMap<AccessCodeId, u32>,
+    cards: HashMap<(Option<u32>, u64), CardHolder>,
+    raw_cards: HashMap<RawCard, CardHolder>,
+    pins: HashMap<Pin, u32>,
+    door_pins: HashMap<(u32, Pin), Box<[u32]>>,
+    mobile_keys: HashMap<Arc<str>, u32>,
+    door_access_ids: IdIndex,
+    barcodes: IdIndex,
+    acs_ids: IdIndex,
+}
+
+impl fmt::Debug for View {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("View")
+            .field("site", &self.data.site.id)
+            .field("time_zone", &self.data.site.time_zone)
+            .field("doors", &self.doors.len())
+            .field("users", &self.users.len())
+            .field("credentials", &self.credentials.len())
+            .field("accesses", &self.accesses.len())
+            .field("access_codes", &self.codes.len())
+            .field("events", &self.events.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn index_of(len: usize, kind: RecordKind) -> Result<u32, ModelError> {
+    u32::try_from(len).map_err(|_| ModelError::TooMany(kind))
+}
+
+fn sorted(mut v: Vec<u32>) -> Box<[u32]> {
+    v.sort_unstable();
+    v.dedup();
+    v.into_boxed_slice()
+}
+
+fn check_window(
+    from: Option<Timestamp>,
+    to: Option<Timestamp>,
+    record: impl FnOnce() -> RecordRef,
+) -> Result<(), ModelError> {
+    match (from, to) {
+        (Some(from), Some(to)) if to <= from => Err(ModelError::EndsBeforeStart(record())),
+        _ => Ok(()),
+    }
+}
+
+impl View {
+    /// Checks and indexes a data set, resolving the site's time zone in the
+    /// bundled time zone database.
+    pub fn build(data: DataSet) -> Result<View, ModelError> {
+        Self::build_with_tzdb(data, &TimeZoneDatabase::bundled())
+    }
+
+    /// Like [`View::build`], resolving the site's time zone in `tzdb` (for
+    /// example the system's, `jiff::tz::db()`).
+    pub fn build_with_tzdb(data: DataSet, tzdb: &TimeZoneDatabase) -> Result<View, ModelError> {
+        let tz = tzdb
+            .get(&data.site.time_zone)
+            .map_err(|_| ModelError::TimeZone {
+                name: data.site.time_zone.clone(),
+            })?;
+        let holidays = HolidayCalendar::new(&data.holidays).map_err(ModelError::Holidays)?;
+
+        // Doors.
+        let mut door_index = HashMap::with_capacity(data.doors.len());
+        for (i, door) in data.doors.iter().enumerate() {
+            let i = index_of(i, RecordKind::Door)?;
+            if door_index.insert(door.id.clone(), i).is_some() {
+                return Err(ModelError::DuplicateId(RecordRef::new(
+                    RecordKind::Door,
+                    door.id.as_str(),
+                )));
+            }
+        }
+        let local_doors = |ids: &[DoorId]| -> Box<[u32]> {
+            sorted(
+                ids.iter()
+                    .filter_map(|id| door_index.get(id).copied())
+                    .collect(),
+            )
+        };
+
+        // Users and their identifiers.
+        let mut user_index: HashMap<UserId, u32> = HashMap::with_capacity(data.users.len());
+        let mut door_access_ids = HashMap::new();
+        let mut barcodes = HashMap::new();
+        let mut acs_ids = HashMap::new();
+        let mut users = Vec::with_capacity(data.users.len());
+        for (i, user) in data.users.iter().enumerate() {
+            let i = index_of(i, RecordKind::User)?;
+            let me = || RecordRef::new(RecordKind::User, user.id.as_str());
+            if user_index.insert(user.id.clone(), i).is_some() {
+                return Err(ModelError::DuplicateId(me()));
+            }
+            let ids: [(&'static str, Option<&str>, &mut IdIndex); 3] = [
+                (
+                    "door_access_id",
+                    user.door_access_id.as_ref().map(|s| s.expose()),
+                    &mut door_access_ids,
+                ),
+                ("barcode_id", user.barcode_id.as_deref(), &mut barcodes),
+                ("acs_id", user.acs_id.as_deref(), &mut acs_ids),
+            ];
+            for (field, value, map) in ids {
+                if let Some(value) = value {
+                    if let Some(other) = map.insert(value.into(), i) {
+                        return Err(ModelError::DuplicateIdentifier {
+                            field,
+                            record: me(),
+                            other: RecordRef::new(
+                                RecordKind::User,
+                                data.users[other as usize].id.as_str(),
+                            ),
+                        });
+                    }
+                }
+            }
+            users.push(UserEntry {
+                summary: Arc::new(summary(user)),
+                member: false,
+                accesses: Box::default(),
+                events: Box::default(),
+                memberships: user
+                    .memberships
+                    .iter()
+                    .map(|m| MembershipEntry {
+                        type_id: m.type_id,
+                        name: m.type_name.as_str().into(),
+                        expires: m.expires,
+                        doors: local_doors(&m.door_ids),
+                    })
+                    .collect(),
+            });
+        }
+        let find_user = |id: &str, record: &dyn Fn() -> RecordRef| -> Result<u32, ModelError> {
+            user_index
+                .get(id)
+                .copied()
+                .ok_or_else(|| ModelError::UnknownReference {
+                    record: record(),
+                    target: RecordRef::new(RecordKind::User, id),
+                })
+        };
+
+        // Members.
+        for member in &data.members {
+            let record = || RecordRef::new(RecordKind::Member, member.user.as_str());
+            let u = find_user(member.user.as_str(), &record)?;
+            users[u as usize].member = true;
+        }
+
+        // Credentials.
+        let mut credentials = Vec::with_capacity(data.credentials.len());
+        let mut credential_ids: HashMap<&str, u32> = HashMap::with_capacity(data.credentials.len());
+        let mut cards: HashMap<(Option<u32>, u64), CardHolder> = HashMap::new();
+        let mut raw_cards: HashMap<RawCard, CardHolder> = HashMap::new();
+        let mut pins: HashMap<Pin, u32> = HashMap::new();
+        let mut mobile_keys: HashMap<Arc<str>, u32> = HashMap::new();
+        let cred_ref = |c: u32| {
+            RecordRef::new(
+                RecordKind::Credential,
+                data.credentials[c as usize].id.as_str(),
+            )
+        };
+        let holder_ref = |h: CardHolder| match h {
+            CardHolder::Credential(c) => cred_ref(c),
+            CardHolder::User(u) => {
+                RecordRef::new(RecordKind::User, data.users[u as usize].id.as_str())
+            }
+        };
+        for (c, cred) in data.credentials.iter().enumerate() {
+            let c = index_of(c, RecordKind::Credential)?;
+            let me = || RecordRef::new(RecordKind::Credential, cred.id.as_str());
+            if credential_ids.insert(cred.id.as_str(), c).is_some() {
+                return Err(ModelError::DuplicateId(me()));
+            }
+            let user = find_user(cred.user.as_str(), &me)?;
+            check_window(cred.starts_at, cred.ends_at, me)?;
+            match cred.access_method {
+                AccessMethod::Code => {
+                    let code = cred
+                        .code
+                        .as_ref()
+                        .ok_or_else(|| ModelError::MissingPin(me()))?;
+                    let pin =
+                        Pin::parse(code.expose()).map_err(|source| ModelError::InvalidPin {
+                            record: me(),
+                            source,
+                        })?;
+                    if let Some(other) = pins.insert(pin, c) {
+                        return Err(ModelError::DuplicatePin {
+                            record: me(),
+                            other: cred_ref(other),
+                        });
+                    }
+                }
+                AccessMethod::Card => {
+                    if let Some(code) = &cred.code {
+                        let key = CardKey::parse(code.expose()).map_err(|source| {
+                            ModelError::InvalidCard {
+                                record: me(),
+                                source,
+                            }
+                        })?;
+                        let previous = match key {
+                            CardKey::Number { facility, number } => {
+                                cards.insert((facility, number), CardHolder::Credential(c))
+                            }
+                            CardKey::Raw(raw) => raw_cards.insert(raw, CardHolder::Credential(c)),
+                        };
+                        if let Some(other) = previous {
+                            return Err(ModelError::DuplicateCard {
+                                record: me(),
+                                other: holder_ref(other),
+                            });
+                        }
+                    }
+                }
+                AccessMethod::MobileKey => {
+                    let keys = [
+                        Some(cred.id.as_str()),
+                        cred.code.as_ref().map(|s| s.expose()),
+                    ];
+                    for key in keys.into_iter().flatten() {
+                        if let Some(other) = mobile_keys.insert(key.into(), c) {
+                            if other != c {
+                                return Err(ModelError::DuplicateIdentifier {
+                                    field: "mobile key",
+                                    record: me(),
+                                    other: cred_ref(other),
+                                });
+                            }
+                        }
+                    }
+                }
+            }
+            credentials.push(CredentialEntry {
+                id: cred.id.clone(),
+                user,
+                starts_at: cred.starts_at,
+                ends_at: cred.ends_at,
+                entrances: if cred.allowed_entrances.is_empty() {
+                    None
+                } else {
+                    Some(local_doors(&cred.allowed_entrances))
+                },
+            });
+        }
+
+        // Hive door access ids that are card values.
+        for (u, user) in data.users.iter().enumerate() {
+            let Some(value) = &user.door_access_id else {
+                continue;
+            };
+            let Ok(key) = CardKey::parse(value.expose()) else {
+                continue;
+            };
+            let u = u as u32;
+            let holder = match key {
+                CardKey::Number { facility, number } => *cards
+                    .entry((facility, number))
+                    .or_insert(CardHolder::User(u)),
+                CardKey::Raw(raw) => *raw_cards.entry(raw).or_insert(CardHolder::User(u)),
+            };
+            if holder != CardHolder::User(u) {
+                check_card_holder(holder, u, &credentials, &holder_ref, &data.users)?;
+            }
+        }
+
+        // Schedules.
+        let mut schedule_index: HashMap<&str, u32> = HashMap::with_capacity(data.schedules.len());
+        let mut schedules = Vec::with_capacity(data.schedules.len());
+        for (s, schedule) in data.schedules.iter().enumerate() {
+            let s = index_of(s, RecordKind::Schedule)?;
+            let me = || RecordRef::new(RecordKind::Schedule, schedule.id.as_str());
+            if schedule_index.insert(schedule.id.as_str(), s).is_some() {
+                return Err(ModelError::DuplicateId(me()));
+            }
+            schedules.push(CompiledSchedule::new(schedule).map_err(|source| {
+                ModelError::Schedule {
+                    record: me(),
+                    source,
+                }
+            })?);
+        }
+
+        // Accesses.
+        let mut access_ids: HashMap<&str, u32> = HashMap::with_capacity(data.accesses.len());
+        let mut accesses = Vec::with_capacity(data.accesses.len());
+        let mut user_accesses: Vec<Vec<u32>> = vec![Vec::new(); users.len()];
+        let mut door_accesses: Vec<Vec<u32>> = vec![Vec::new(); data.doors.len()];
+        let mut door_lock_unlock: Vec<Vec<(u32, u32)>> = vec![Vec::new(); data.doors.len()];
+        for (a, access) in data.accesses.iter().enumerate() {
+            let a = index_of(a, RecordKind::Access)?;
+            let me = || RecordRef::new(RecordKind::Access, access.id.as_str());
+            if access_ids.insert(access.id.as_str(), a).is_some() {
+                return Err(ModelError::DuplicateId(me()));
+            }
+            if access.kind == super::model::AccessKind::Temporary && access.valid_to.is_none() {
+                return Err(ModelError::TemporaryWithoutEnd(me()));
+            }
+            check_window(access.valid_from, access.valid_to, me)?;
+            let schedule = match &access.schedule {
+                None => None,
+                Some(id) => Some(schedule_index.get(id.as_str()).copied().ok_or_else(|| {
+                    ModelError::UnknownReference {
+                        record: me(),
+                        target: RecordRef::new(RecordKind::Schedule, id.as_str()),
+                    }
+                })?),
+            };
+            let mut doors: Vec<AccessDoorEntry> = Vec::with_capacity(access.doors.len());
+            for entry in &access.doors {
+                let Some(&door) = door_index.get(&entry.door) else {
+                    continue;
+                };
+                let parsed = AccessDoorEntry {
+                    door,
+                    lock_unlock: entry.lock_unlock,
+                    first_card_unlock: entry.first_card_unlock,
+                    in_auth: entry.in_auth,
+                    out_auth: entry.out_auth,
+                };
+                // A door listed twice: the later entry wins.
+                match doors.iter_mut().find(|d| d.door == door) {
+                    Some(existing) => *existing = parsed,
+                    None => doors.push(parsed),
+                }
+            }
+            doors.sort_unstable_by_key(|d| d.door);
+            for (pos, entry) in doors.iter().enumerate() {
+                door_accesses[entry.door as usize].push(a);
+                if entry.lock_unlock {
+                    door_lock_unlock[entry.door as usize].push((a, pos as u32));
+                }
+            }
+            let mut members = Vec::with_capacity(access.users.len());
+            for user in &access.users {
+                members.push(find_user(user.as_str(), &me)?);
+            }
+            let members = sorted(members);
+            for &u in members.iter() {
+                user_accesses[u as usize].push(a);
+            }
+            accesses.push(AccessEntry {
+                name: access.name.as_str().into(),
+                status: access.status,
+                valid_from: access.valid_from,
+                valid_to: access.valid_to,
+                schedule,
+                doors: doors.into_boxed_slice(),
+                users: members,
+            });
+        }
+        for (u, list) in user_accesses.into_iter().enumerate() {
+            users[u].accesses = sorted(list);
+        }
+        let doors: Vec<DoorEntry> = data
+            .doors
+            .iter()
+            .zip(door_accesses)
+            .zip(door_lock_unlock)
+            .map(|((door, accesses), lock_unlock)| DoorEntry {
+                id: door.id.clone(),
+                name: door.name.as_str().into(),
+                accesses: sorted(accesses),
+                lock_unlock: lock_unlock.into_boxed_slice(),
+            })
+            .collect();
+
+        // Facilities and events.
+        let mut facilities: HashMap<&str, Box<[u32]>> =
+            HashMap::with_capacity(data.facilities.len());
+        for facility in &data.facilities {
+            if facilities
+                .insert(facility.id.as_str(), local_doors(&facility.doors))
+                .is_some()
+            {
+                return Err(ModelError::DuplicateId(RecordRef::new(
+                    RecordKind::Facility,
+                    facility.id.as_str(),
+                )));
+            }
+        }
+        let mut event_ids: HashMap<&str, ()> = HashMap::with_capacity(data.events.len());
+        let mut events = Vec::with_capacity(data.events.len());
+        let mut user_events: Vec<Vec<u32>> = vec![Vec::new(); users.len()];
+        for (e, event) in data.events.iter().enumerate() {
+            let e = index_of(e, RecordKind::Event)?;
+            let me = || RecordRef::new(RecordKind::Event, event.id.as_str());
+            if event_ids.insert(event.id.as_str(), ()).is_some() {
+                return Err(ModelError::DuplicateId(me()));
+            }
+            check_window(Some(event.starts_at), Some(event.ends_at), me)?;
+            let doors = facilities
+                .get(event.facility.as_str())
+                .cloned()
+                .ok_or_else(|| ModelError::UnknownReference {
+                    record: me(),
+                    target: RecordRef::new(RecordKind::Facility, event.facility.as_str()),
+                })?;
+            for attendee in &event.attendees {
+                let u = find_user(attendee.as_str(), &me)?;
+                user_events[u as usize].push(e);
+            }
+            events.push(EventEntry {
+                name: event.name.as_str().into(),
+                starts_at: event.starts_at,
+                ends_at: event.ends_at,
+                doors,
+            });
+        }
+        for (u, list) in user_events.into_iter().enumerate() {
+            users[u].events = sorted(list);
+        }
+
+        // Access codes: failures from the data alone, then (door, PIN)
+        // groups in precedence order (older first).
+        let mut code_index = HashMap::with_capacity(data.access_codes.len());
+        let mut codes = Vec::with_capacity(data.access_codes.len());
+        let mut groups: HashMap<(u32, Pin), Vec<u32>> = HashMap::new();
+        for (k, code) in data.access_codes.iter().enumerate() {
+            let k = index_of(k, RecordKind::AccessCode)?;
+            if code_index.insert(code.id.clone(), k).is_some() {
+                return Err(ModelError::DuplicateId(RecordRef::new(
+                    RecordKind::AccessCode,
+                    code.id.as_str(),
+                )));
+            }
+            let door = door_index.get(&code.door).copied();
+            let pin = Pin::parse(code.code.expose()).ok();
+            let failure = match (door, pin) {
+                (None, _) => Some(CodeFailure::UnknownDoor),
+                (Some(d), _) if !data.doors[d as usize].keypad => Some(CodeFailure::NoKeypad),
+                (_, None) => Some(CodeFailure::InvalidPin),
+                _ if matches!((code.starts_at, code.ends_at), (Some(s), Some(e)) if e <= s) => {
+                    Some(CodeFailure::EndsBeforeStart)
+                }
+                (_, Some(pin)) => pins.get(&pin).map(|&c| CodeFailure::PinUsedByCredential {
+                    credential: credentials[c as usize].id.clone(),
+                }),
+            };
+            // Failed codes join the group too, so that typing their PIN
+            // says why they do not open (they are never the live one).
+            if let (Some(d), Some(pin)) = (door, pin) {
+                groups.entry((d, pin)).or_default().push(k);
+            }
+            codes.push(CodeEntry {
+                id: code.id.clone(),
+                name: code.name.as_str().into(),
+                failure,
+                door,
+                pin,
+                starts_at: code.starts_at,
+                ends_at: code.ends_at,
+                one_time_use: code.one_time_use,
+                used_at: code.used_at,
+                deleted: code.deleted,
+            });
+        }
+        let door_pins = groups
+            .into_iter()
+            .map(|(key, mut group)| {
+                group.sort_by(|&a, &b| {
+                    let (a, b) = (
+                        &data.access_codes[a as usize],
+                        &data.access_codes[b as usize],
+                    );
+                    (a.created_at, &a.id).cmp(&(b.created_at, &b.id))
+                });
+                (key, group.into_boxed_slice())
+            })
+            .collect();
+
+        Ok(View {
+            tz,
+            holidays,
+            doors,
+            door_index,
+            users,
+            user_index,
+            credentials,
+            schedules,
+            accesses,
+            events,
+            codes,
+            code_index,
+            cards,
+            raw_cards,
+            pins,
+            door_pins,
+            mobile_keys,
+            door_access_ids,
+            barcodes,
+            acs_ids,
+            data,
+        })
+    }
+
+    /// The data set this view was built from (with the hub's own updates).
+    pub fn data(&self) -> &DataSet {
+        &self.data
+    }
+
+    /// Gives the data set back (to change it and build a new view).
+    pub fn into_data(self) -> DataSet {
+        self.data
+    }
+
+    /// The site's time zone.
+    pub fn time_zone(&self) -> &TimeZone {
+        &self.tz
+    }
+
+    /// A door by id.
+    pub fn door(&self, id: &str) -> Option<&Door> {
+        self.door_index
+            .get(id)
+            .map(|&d| &self.data.doors[d as usize])
+    }
+
+    /// A user by id.
+    pub fn user(&self, id: &str) -> Option<&User> {
+        self.user_index
+            .get(id)
+            .map(|&u| &self.data.users[u as usize])
+    }
+
+    /// Marks a one-time access code used at `at` (the caller persists the
+    /// data set). Returns false for an unknown code.
+    pub fn record_code_use(&mut self, id: &AccessCodeId, at: Timestamp) -> bool {
+        let Some(&k) = self.code_index.get(id) else {
+            return false;
+        };
+        self.codes[k as usize].used_at = Some(at);
+        self.data.access_codes[k as usize].used_at = Some(at);
+        true
+    }
+
+    /// Sets or lifts the site-wide lockdown.
+    pub fn set_site_lockdown(&mut self, on: bool) {
+        self.data.site.lockdown = on;
+    }
+
+    /// Sets or lifts one door's lockdown. Returns false for an unknown door.
+    pub fn set_door_lockdown(&mut self, door: &str, on: bool) -> bool {
+        let Some(&d) = self.door_index.get(door) else {
+            return false;
+        };
+        self.data.doors[d as usize].lockdown = on;
+        true
+    }
+
+    /// The status of one access code at `now`; `None` for an unknown code.
+    pub fn code_status(&self, id: &str, now: Timestamp) -> Option<CodeStatus> {
+        self.code_index
+            .get(id)
+            .map(|&k| self.code_status_at(k, now))
+    }
+
+    /// Every access code with its status at `now`, in data set order. Sync
+    /// compares these with the last reported ones to report transitions.
+    pub fn code_statuses(
+        &self,
+        now: Timestamp,
+    ) -> impl Iterator<Item = (&AccessCodeId, CodeStatus)> + '_ {
+        self.codes
+            .iter()
+            .enumerate()
+            .map(move |(k, code)| (&code.id, self.code_status_at(k as u32, now)))
+    }
+
+    /// Active at `now` by its own fields (ignoring other codes).
+    pub(crate) fn code_live(&self, k: u32, now: Timestamp) -> bool {
+        let code = &self.codes[k as usize];
+        !code.deleted
+            && code.used_at.is_none()
+            && code.failure.is_none()
+            && code.starts_at.is_none_or(|s| s <= now)
+            && code.ends_at.is_none_or(|e| now < e)
+    }
+
+    pub(crate) fn code_status_at(&self, k: u32, now: Timestamp) -> CodeStatus {
+        let code = &self.codes[k as usize];
+        if code.deleted {
+            return CodeStatus::Removed {
+                why: RemovedReason::Deleted,
+            };
+        }
+        if code.used_at.is_some() {
+            return CodeStatus::Removed {
+                why: RemovedReason::Used,
+            };
+        }
+        if let Some(reason) = &code.failure {
+            return CodeStatus::Failed {
+                reason: reason.clone(),
+            };
+        }
+        if code.starts_at.is_some_and(|s| now < s) {
+            return CodeStatus::Unset;
+        }
+        if code.ends_at.is_some_and(|e| e <= now) {
+            return CodeStatus::Removed {
+                why: RemovedReason::Expired,
+            };
+        }
+        if let (Some(door), Some(pin)) = (code.door, code.pin) {
+            if let Some(group) = self.door_pins.get(&(door, pin)) {
+                for &other in group.iter().take_while(|&&o| o != k) {
+                    if self.code_live(other, now) {
+                        return CodeStatus::Failed {
+                            reason: CodeFailure::DuplicatePin {
+                                other: self.codes[other as usize].id.clone(),
+                            },
+                        };
+                    }
+                }
+            }
+        }
+        CodeStatus::Set
+    }
+
+    // Lookups for decisions.
+
+    pub(crate) fn door_ix(&self, id: &str) -> Option<u32> {
+        self.door_index.get(id).copied()
+    }
+
+    pub(crate) fn door_data(&self, d: u32) -> &Door {
+        &self.data.doors[d as usize]
+    }
+
+    pub(crate) fn site_lockdown(&self) -> bool {
+        self.data.site.lockdown
+    }
+
+    pub(crate) fn user_data(&self, u: u32) -> &User {
+        &self.data.users[u as usize]
+    }
+
+    pub(crate) fn card_holder(&self, card: &CardNumber) -> Option<CardHolder> {
+        if card.facility.is_some() {
+            if let Some(&h) = self.cards.get(&(card.facility, card.number)) {
+                return Some(h);
+            }
+        }
+        if let Some(&h) = self.cards.get(&(None, card.number)) {
+            return Some(h);
+        }
+        if !card.raw.is_empty() {
+            return self.raw_cards.get(&card.raw).copied();
+        }
+        None
+    }
+
+    pub(crate) fn pin_credential(&self, pin: &Pin) -> Option<u32> {
+        self.pins.get(pin).copied()
+    }
+
+    pub(crate) fn door_codes(&self, door: u32, pin: &Pin) -> Option<&[u32]> {
+        self.door_pins.get(&(door, *pin)).map(|g| &**g)
+    }
+
+    pub(crate) fn mobile_key(&self, key: &str) -> Option<u32> {
+        self.mobile_keys.get(key).copied()
+    }
+
+    pub(crate) fn user_by_id(&self, id: &str) -> Option<u32> {
+        self.user_index.get(id).copied()
+    }
+
+    pub(crate) fn user_by_door_access_id(&self, id: &str) -> Option<u32> {
+        self.door_access_ids.get(id).copied()
+    }
+
+    pub(crate) fn user_by_barcode(&self, id: &str) -> Option<u32> {
+        self.barcodes.get(id).copied()
+    }
+
+    pub(crate) fn user_by_acs_id(&self, id: &str) -> Option<u32> {
+        self.acs_ids.get(id).copied()
+    }
+}
+
+/// A card value already held: fine when it is the same user's credential
+/// (the credential, with its window and entrances, wins), an error
+/// otherwise.
+fn check_card_holder(
+    existing: CardHolder,
+    user: u32,
+    credentials: &[CredentialEntry],
+    holder_ref: &dyn Fn(CardHolder) -> RecordRef,
+    users: &[User],
+) -> Result<(), ModelError> {
+    match existing {
+        CardHolder::Credential(c) if credentials[c as usize].user == user => Ok(()),
+        other => Err(ModelError::DuplicateCard {
+            record: RecordRef::new(RecordKind::User, users[user as usize].id.as_str()),
+            other: holder_ref(other),
+        }),
+    }
+}
+
+fn summary(user: &User) -> UserSummary {
+    UserSummary {
+        id: user.id.clone(),
+        first_name: user.first_name.as_str().into(),
+        last_name: user.last_name.as_str().into(),
+        is_instructor: user.is_instructor,
+        memberships: user
+            .memberships
+            .iter()
+            .map(|m| MembershipSummary {
+                id: m.id,
+                type_id: m.type_id,
+                type_name: m.type_name.as_str().into(),
+                expires: m.expires,
+            })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixture::{self, at, code, data, now, view};
+    use super::super::model::*;
+    use super::*;
+
+    fn build_err(change: impl FnOnce(&mut DataSet)) -> ModelError {
+        let mut data = data();
+        change(&mut data);
+        View::build(data).unwrap_err()
+    }
+
+    fn rec(kind: RecordKind, id: &str) -> RecordRef {
+        RecordRef::new(kind, id)
+    }
+
+    #[test]
+    fn fixture_builds_and_round_trips() {
+        let view = view();
+        assert_eq!(view.door("front").unwrap().name, "Front Door");
+        assert_eq!(view.user("202").unwrap().last_name, "Stone");
+        assert!(view.door("nowhere").is_none() && view.user("999").is_none());
+        assert_eq!(view.time_zone().iana_name(), Some(fixture::TZ));
+        let debug = format!("{view:?}");
+        assert!(debug.contains("users: 11"), "{debug}");
+        assert_eq!(view.into_data(), data());
+        // The store's serde round trip gives the same view.
+        let json = serde_json::to_string(&data()).unwrap();
+        let back: DataSet = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, data());
+        View::build(back).unwrap();
+        // With another time zone database (the system's, on a box).
+        View::build_with_tzdb(data(), &TimeZoneDatabase::bundled()).unwrap();
+    }
+
+    #[test]
+    fn bad_records_are_named() {
+        use RecordKind as K;
+        type Change = Box<dyn FnOnce(&mut DataSet)>;
+        let cases: Vec<(Change, ModelError)> = vec![
+            (
+                Box::new(|d| d.site.time_zone = "Mars/Olympus".into()),
+                ModelError::TimeZone {
+                    name: "Mars/Olympus".into(),
+                },
+            ),
+            (
+                Box::new(|d| d.doors.push(Door::new("front", "Again"))),
+                ModelError::DuplicateId(rec(K::Door, "front")),
+            ),
+            (
+                Box::new(|d| d.users.push(User::new("201", "Ann", "Again"))),
+                ModelError::DuplicateId(rec(K::User, "201")),
+            ),
+            (
+                Box::new(|d| {
+                    let c = d.credentials[0].clone();
+                    d.credentials.push(c);
+                }),
+                ModelError::DuplicateId(rec(K::Credential, "c-ann-card")),
+            ),
+            (
+                Box::new(|d| {
+                    let s = d.schedules[0].clone();
+                    d.schedules.push(s);
+                }),
+                ModelError::DuplicateId(rec(K::Schedule, "weekdays")),
+            ),
+            (
+                Box::new(|d| {
+                    let a = d.accesses[0].clone();
+                    d.accesses.push(a);
+                }),
+                ModelError::DuplicateId(rec(K::Access, "staff")),
+            ),
+            (
+                Box::new(|d| {
+                    let f = d.facilities[0].clone();
+                    d.facilities.push(f);
+                }),
+                ModelError::DuplicateId(rec(K::Facility, "hall")),
+            ),
+            (
+                Box::new(|d| {
+                    let e = d.events[0].clone();
+                    d.events.push(e);
+                }),
+                ModelError::DuplicateId(rec(K::Event, "gala")),
+            ),
+            (
+                Box::new(|d| {
+                    let c = d.access_codes[0].clone();
+                    d.access_codes.push(c);
+                }),
+                ModelError::DuplicateId(rec(K::AccessCode, "code-guest")),
+            ),
+            (
+                Box::new(|d| d.credentials[0].user = "999".into()),
+                ModelError::UnknownReference {
+                    record: rec(K::Credential, "c-ann-card"),
+                    target: rec(K::User, "999"),
+                },
+            ),
+            (
+                Box::new(|d| d.accesses[0].users.push("999".into())),
+                ModelError::UnknownReference {
+                    record: rec(K::Access, "staff"),
+                    target: rec(K::User, "999"),
+                },
+            ),
+            (
+                Box::new(|d| d.accesses[0].schedule = Some("never".into())),
+                ModelError::UnknownReference {
+                    record: rec(K::Access, "staff"),
+                    target: rec(K::Schedule, "never"),
+                },
+            ),
+            (
+                Box::new(|d| d.events[0].facility = "moon".into()),
+                ModelError::UnknownReference {
+                    record: rec(K::Event, "gala"),
+                    target: rec(K::Facility, "moon"),
+                },
+            ),
+            (
+                Box::new(|d| d.events[0].attendees.push("999".into())),
+                ModelError::UnknownReference {
+                    record: rec(K::Event, "gala"),
+                    target: rec(K::User, "999"),
+                },
+            ),
+            (
+                Box::new(|d| d.members.push(Member { user: "999".into() })),
+                ModelError::UnknownReference {
+                    record: rec(K::Member, "999"),
+                    target: rec(K::User, "999"),
+                },
+            ),
+            (
+                Box::new(|d| d.schedules[1].intervals[0].days.clear()),
+                ModelError::Schedule {
+                    record: rec(K::Schedule, "nights"),
+                    source: ScheduleError::NoDays { index: 0 },
+                },
+            ),
+            (
+                Box::new(|d| {
+                    let h = d.holidays[0].clone();
+                    d.holidays.push(h);
+                }),
+                ModelError::Holidays(ScheduleError::DuplicateHoliday {
+                    date: jiff::civil::date(2026, 12, 25),
+                }),
+            ),
+            (
+                Box::new(|d| d.accesses[2].valid_to = None),
+                ModelError::TemporaryWithoutEnd(rec(K::Access, "contractors")),
+            ),
+            (
+                Box::new(|d| d.accesses[2].valid_from = Some(at("2026-07-01T00:00"))),
+                ModelError::EndsBeforeStart(rec(K::Access, "contractors")),
+            ),
+            (
+                Box::new(|d| d.credentials[2].ends_at = Some(at("2026-01-01T00:00"))),
+                ModelError::EndsBeforeStart(rec(K::Credential, "c-fay-mobile")),
+            ),
+            (
+                Box::new(|d| d.events[0].ends_at = d.events[0].starts_at),
+                ModelError::EndsBeforeStart(rec(K::Event, "gala")),
+            ),
+            (
+                Box::new(|d| d.credentials[1].code = None),
+                ModelError::MissingPin(rec(K::Credential, "c-ann-pin")),
+            ),
+            (
+                Box::new(|d| d.credentials[1].code = Some(Secret::from("12-34"))),
+                ModelError::InvalidPin {
+                    record: rec(K::Credential, "c-ann-pin"),
+                    source: PinError::NotDigits,
+                },
+            ),
+            (
+                Box::new(|d| d.credentials[0].code = Some(Secret::from("12:xyz"))),
+                ModelError::InvalidCard {
+                    record: rec(K::Credential, "c-ann-card"),
+                    source: CardError::Syntax,
+                },
+            ),
+            (
+                Box::new(|d| d.credentials[3].code = Some(Secret::from("12:34567"))),
+                ModelError::DuplicateCard {
+                    record: rec(K::Credential, "c-gus-card"),
+                    other: rec(K::Credential, "c-ann-card"),
+                },
+            ),
+            (
+                // Another user's door_access_id is Ann's card.
+                Box::new(|d| d.users[2].door_access_id = Some(Secret::from("12:34567"))),
+                ModelError::DuplicateCard {
+                    record: rec(K::User, "203"),
+                    other: rec(K::Credential, "c-ann-card"),
+                },
+            ),
+            (
+                // Raw values collide too (case does not matter in hex).
+                Box::new(|d| d.users[2].door_access_id = Some(Secret::from("ffcc8899"))),
+                ModelError::DuplicateCard {
+                    record: rec(K::User, "203"),
+                    other: rec(K::User, "201"),
+                },
+            ),
+            (
+                Box::new(|d| d.credentials[4].code = Some(Secret::from("4321"))),
+                ModelError::DuplicatePin {
+                    record: rec(K::Credential, "c-gus-pin"),
+                    other: rec(K::Credential, "c-ann-pin"),
+                },
+            ),
+            (
+                Box::new(|d| d.users[2].barcode_id = Some("bob-barcode".into())),
+                ModelError::DuplicateIdentifier {
+                    field: "barcode_id",
+                    record: rec(K::User, "203"),
+                    other: rec(K::User, "202"),
+                },
+            ),
+            (
+                Box::new(|d| d.users[2].door_access_id = Some(Secret::from("555000"))),
+                ModelError::DuplicateIdentifier {
+                    field: "door_access_id",
+                    record: rec(K::User, "203"),
+                    other: rec(K::User, "202"),
+                },
+            ),
+            (
+                Box::new(|d| d.users[2].acs_id = Some("acs-204".into())),
+                ModelError::DuplicateIdentifier {
+                    field: "acs_id",
+                    record: rec(K::User, "204"),
+                    other: rec(K::User, "203"),
+                },
+            ),
+            (
+                Box::new(|d| {
+                    let mut key = d.credentials[2].clone();
+                    key.id = "c-other-mobile".into();
+                    key.code = Some(Secret::from("c-fay-mobile"));
+                    d.credentials.push(key);
+                }),
+                ModelError::DuplicateIdentifier {
+                    field: "mobile key",
+                    record: rec(K::Credential, "c-other-mobile"),
+                    other: rec(K::Credential, "c-fay-mobile"),
+                },
+            ),
+        ];
+        for (change, expected) in cases {
+            let mut data = data();
+            change(&mut data);
+            assert_eq!(View::build(data).unwrap_err(), expected);
+        }
+    }
+
+    #[test]
+    fn error_messages_name_the_record() {
+        let err = build_err(|d| d.credentials[0].user = "999".into());
+        assert_eq!(
+            err.to_string(),
+            "credential c-ann-card refers to unknown user 999"
+        );
+        let err = build_err(|d| d.accesses[2].valid_to = None);
+        assert_eq!(
+            err.to_string(),
+            "access contractors is temporary but has no valid_to"
+        );
+        let err = build_err(|d| d.credentials[1].code = Some(Secret::from("12-34")));
+        assert_eq!(
+            err.to_string(),
+            "credential c-ann-pin has an invalid PIN: PIN with a character other than 0-9"
+        );
+        assert!(!err.to_string().contains("12-34"));
+        let err = build_err(|d| d.schedules[1].intervals[0].days.clear());
+        assert_eq!(err.to_string(), "schedule nights: interval 0 has no days");
+    }
+
+    #[test]
+    fn tolerated_data() {
+        // The same user's card as credential and as door_access_id.
+        let mut same = data();
+        same.users[0].door_access_id = Some(Secret::from("12:34567"));
+        View::build(same).unwrap();
+        // A card credential without a number (not yet encoded), a
+        // door_access_id that is no card value, a door listed twice in an
+        // access, a user listed twice.
+        let mut odd = data();
+        odd.credentials[3].code = None;
+        odd.users[2].door_access_id = Some(Secret::from("fob #12"));
+        let again = odd.accesses[0].doors[0].clone();
+        odd.accesses[0].doors.push(again);
+        odd.accesses[0].users.push("201".into());
+        let view = View::build(odd).unwrap();
+        assert_eq!(view.accesses[0].doors.len(), 2);
+        assert_eq!(view.accesses[0].users.len(), 3);
+        assert_eq!(view.user_by_door_access_id("fob #12"), Some(2));
+    }
+
+    #[test]
+    fn code_statuses_over_time() {
+        let view = view();
+        let status = |id: &str, t| view.code_status(id, t).unwrap();
+        let removed = |why| CodeStatus::Removed { why };
+        let failed = |reason| CodeStatus::Failed { reason };
+        let table = [
+            ("code-guest", now(), CodeStatus::Set),
+            (
+                "code-dup",
+                now(),
+                failed(CodeFailure::DuplicatePin {
+                    other: "code-guest".into(),
+                }),
+            ),
+            ("code-visit", now(), CodeStatus::Unset),
+            ("code-visit", at("2026-06-10T09:59:59"), CodeStatus::Unset),
+            ("code-visit", at("2026-06-10T10:00"), CodeStatus::Set),
+            ("code-visit", at("2026-06-12T11:59:59"), CodeStatus::Set),
+            (
+                "code-visit",
+                at("2026-06-12T12:00"),
+                removed(RemovedReason::Expired),
+            ),
+            ("code-once", now(), CodeStatus::Set),
+            ("code-nodoor", now(), failed(CodeFailure::UnknownDoor)),
+            ("code-store", now(), failed(CodeFailure::NoKeypad)),
+            ("code-bad", now(), failed(CodeFailure::InvalidPin)),
+            (
+                "code-clash",
+                now(),
+                failed(CodeFailure::PinUsedByCredential {
+                    credential: "c-ann-pin".into(),
+                }),
+            ),
+            ("code-deleted", now(), removed(RemovedReason::Deleted)),
+            ("code-window", now(), failed(CodeFailure::EndsBeforeStart)),
+        ];
+        for (id, t, expected) in table {
+            assert_eq!(status(id, t), expected, "{id} at {t}");
+        }
+        assert_eq!(view.code_status("nope", now()), None);
+        let all: Vec<_> = view.code_statuses(now()).collect();
+        assert_eq!(all.len(), 10);
+        assert_eq!(all[0], (&AccessCodeId::from("code-guest"), CodeStatus::Set));
+    }
+
+    #[test]
+    fn one_time_use_is_recorded() {
+        let mut view = view();
+        assert!(view.record_code_use(&"code-once".into(), now()));
+        assert!(!view.record_code_use(&"nope".into(), now()));
+        assert_eq!(
+            view.code_status("code-once", now()),
+            Some(CodeStatus::Removed {
+                why: RemovedReason::Used
+            })
+        );
+        assert_eq!(view.data().access_codes[2].used_at, Some(now()));
+    }
+
+    #[test]
+    fn duplicate_pins_conflict_only_while_both_are_live() {
+        let mut data = data();
+        // Two time-bound codes with one PIN on one door, one after another:
+        // no conflict. A third overlapping the second fails while both run.
+        let mut a = code("a", "lab", "First", "7777", "2026-01-01T00:00");
+        a.starts_at = Some(at("2026-06-01T00:00"));
+        a.ends_at = Some(at("2026-06-05T00:00"));
+        let mut b = code("b", "lab", "Second", "7777", "2026-01-02T00:00");
+        b.starts_at = Some(at("2026-06-05T00:00"));
+        b.ends_at = Some(at("2026-06-10T00:00"));
+        let mut c = code("c", "lab", "Third", "7777", "2026-01-03T00:00");
+        c.starts_at = Some(at("2026-06-08T00:00"));
+        c.ends_at = Some(at("2026-06-12T00:00"));
+        // Same PIN on another door: independent.
+        let d = code("d", "front", "Elsewhere", "7777", "2026-01-04T00:00");
+        data.access_codes = vec![c, b, a, d];
+        let view = View::build(data).unwrap();
+        let s = |id: &str, t: &str| view.code_status(id, at(t)).unwrap();
+        let dup = |other: &str| CodeStatus::Failed {
+            reason: CodeFailure::DuplicatePin {
+                other: other.into(),
+            },
+        };
+        assert_eq!(s("a", "2026-06-03T00:00"), CodeStatus::Set);
+        assert_eq!(s("b", "2026-06-03T00:00"), CodeStatus::Unset);
+        assert_eq!(s("b", "2026-06-06T00:00"), CodeStatus::Set);
+        assert_eq!(s("c", "2026-06-06T00:00"), CodeStatus::Unset);
+        assert_eq!(s("c", "2026-06-09T00:00"), dup("b"));
+        assert_eq!(s("c", "2026-06-11T00:00"), CodeStatus::Set);
+        assert_eq!(s("d", "2026-06-09T00:00"), CodeStatus::Set);
+        // Deleting the holder frees the PIN for the other.
+        let mut data = view.into_data();
+        data.access_codes[1].deleted = true;
+        let view = View::build(data).unwrap();
+        assert_eq!(
+            view.code_status("c", at("2026-06-09T00:00")),
+            Some(CodeStatus::Set)
+        );
+    }
+
+    #[test]
+    fn lockdown_and_code_failure_texts() {
+        let mut view = view();
+        view.set_site_lockdown(true);
+        assert!(view.data().site.lockdown);
+        assert!(view.set_door_lockdown("back", true));
+        assert!(!view.set_door_lockdown("nowhere", true));
+        assert!(view.data().doors[1].lockdown);
+        let texts = [
+            (CodeFailure::UnknownDoor, "door not found"),
+            (CodeFailure::NoKeypad, "door has no keypad"),
+            (CodeFailure::InvalidPin, "code is not 1 to 16 digits"),
+            (CodeFailure::EndsBeforeStart, "ends before it starts"),
+            (
+                CodeFailure::DuplicatePin { other: "g".into() },
+                "PIN already set on this door by code g",
+            ),
+            (
+                CodeFailure::PinUsedByCredential {
+                    credential: "c".into(),
+                },
+                "PIN already used by credential c",
+            ),
+        ];
+        for (failure, text) in texts {
+            assert_eq!(failure.to_string(), text);
+        }
+        let json = serde_json::to_value(CodeStatus::Failed {
+            reason: CodeFailure::DuplicatePin { other: "g".into() },
+        })
+        .unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"status": "failed", "reason": {"failure": "duplicate_pin", "other": "g"}})
+        );
+    }
+
+    #[test]
+    fn doors_of_other_hubs_are_ignored() {
+        let view = view();
+        // "elsewhere" is in the staff access, Fay's entrances and nowhere
+        // else: the view built, and the lists hold local doors only.
+        let staff = &view.accesses[0];
+        assert_eq!(staff.doors.len(), 2);
+        let fay = &view.credentials[2];
+        assert_eq!(fay.entrances.as_deref().map(|e| e.len()), Some(1));
+        let bob = &view.users[1];
+        assert_eq!(bob.memberships[1].doors.len(), 1);
+    }
+}
