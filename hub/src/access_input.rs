@@ -84,10 +84,11 @@ use std::time::{Duration, Instant};
 use osdp::card::{CardError, CardFormatTable, DecodedCard, ParityStatus};
 use osdp::reply::{RawCard, Reply};
 use thiserror::Error;
-use zeroize::{Zeroize, ZeroizeOnDrop};
+
+pub use crate::access::model::Pin;
 
 /// Capacity of a [`Pin`]: the largest [`InputConfig::max_pin_len`].
-pub const MAX_PIN_DIGITS: usize = 16;
+pub const MAX_PIN_DIGITS: usize = crate::access::model::PIN_MAX_DIGITS;
 
 /// Longest timeout or window an [`InputConfig`] accepts.
 pub const MAX_INPUT_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
@@ -216,118 +217,6 @@ pub enum InputConfigError {
         /// Its value.
         value: Duration,
     },
-}
-
-/// A PIN: ASCII digits in a fixed heap buffer of [`MAX_PIN_DIGITS`] bytes,
-/// zeroized when cleared and on drop. `Debug` and `Display` never show the
-/// digits (nor how many there are); `==` takes the same time wherever the
-/// PINs differ.
-pub struct Pin {
-    /// Digits first, zeros after `len`; boxed so moves never copy digits.
-    digits: Box<[u8; MAX_PIN_DIGITS]>,
-    len: u8,
-}
-
-impl Pin {
-    fn empty() -> Self {
-        Self {
-            digits: Box::new([0; MAX_PIN_DIGITS]),
-            len: 0,
-        }
-    }
-
-    /// A PIN from ASCII digits (`b"1234"`), e.g. for a decision engine's
-    /// tests; `None` if `digits` is empty, longer than [`MAX_PIN_DIGITS`] or
-    /// holds anything but `'0'..='9'`.
-    pub fn from_ascii(digits: &[u8]) -> Option<Self> {
-        if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-            return None;
-        }
-        let mut pin = Self::empty();
-        for &digit in digits {
-            if !pin.push(digit) {
-                return None;
-            }
-        }
-        Some(pin)
-    }
-
-    /// Appends an ASCII digit; `false` if the buffer is full.
-    fn push(&mut self, digit: u8) -> bool {
-        match self.digits.get_mut(usize::from(self.len)) {
-            Some(slot) => {
-                *slot = digit;
-                self.len += 1;
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// The digits as ASCII (`b"1234"`).
-    pub fn as_bytes(&self) -> &[u8] {
-        self.digits.get(..usize::from(self.len)).unwrap_or(&[])
-    }
-
-    /// Number of digits.
-    pub fn len(&self) -> usize {
-        usize::from(self.len)
-    }
-
-    /// Whether there are no digits.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-}
-
-impl Zeroize for Pin {
-    fn zeroize(&mut self) {
-        self.digits.zeroize();
-        self.len = 0;
-    }
-}
-
-impl Drop for Pin {
-    fn drop(&mut self) {
-        self.zeroize();
-    }
-}
-
-impl ZeroizeOnDrop for Pin {}
-
-impl Clone for Pin {
-    fn clone(&self) -> Self {
-        let mut pin = Self::empty();
-        pin.digits.copy_from_slice(&self.digits[..]);
-        pin.len = self.len;
-        pin
-    }
-}
-
-impl PartialEq for Pin {
-    fn eq(&self, other: &Self) -> bool {
-        // Bytes past `len` are zero, so whole buffers compare like the PINs.
-        let diff = self
-            .digits
-            .iter()
-            .zip(other.digits.iter())
-            .fold(self.len ^ other.len, |acc, (a, b)| acc | (a ^ b));
-        diff == 0
-    }
-}
-
-impl Eq for Pin {}
-
-impl fmt::Debug for Pin {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Pin(<redacted>)")
-    }
-}
-
-impl fmt::Display for Pin {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("****")
-    }
 }
 
 /// A card read, decoded. Owns what the decision engine needs; `Debug` and
@@ -1220,7 +1109,7 @@ mod tests {
     }
 
     fn pin(digits: &str) -> Pin {
-        Pin::from_ascii(digits.as_bytes()).unwrap()
+        Pin::from_digits(digits.as_bytes()).unwrap()
     }
 
     /// The one presentation queued, which must be a PIN; returns its digits.
@@ -1873,12 +1762,9 @@ mod tests {
         );
 
         let secret = pin("1234");
-        assert_eq!(format!("{secret:?}"), "Pin(<redacted>)");
+        assert_eq!(format!("{secret:?}"), "Pin(****)");
         assert_eq!(secret.to_string(), "****");
-        assert_eq!(
-            format!("{:?}", Some(secret.clone())),
-            "Some(Pin(<redacted>))"
-        );
+        assert_eq!(format!("{:?}", Some(secret.clone())), "Some(Pin(****))");
 
         let card = Card {
             format: None,
@@ -1894,15 +1780,9 @@ mod tests {
     }
 
     #[test]
-    fn pins_are_zeroized_when_cleared() {
-        let mut secret = pin("1234");
-        assert_eq!(secret.len(), 4);
-        secret.zeroize();
-        assert!(secret.is_empty());
-        assert_eq!(*secret.digits, [0; MAX_PIN_DIGITS]);
-
-        // `*` drops the buffer, which zeroizes it (Drop calls zeroize, tested
-        // above); here the buffer itself is gone.
+    fn star_drops_the_digit_buffer() {
+        // The buffer is a `Pin`, which zeroizes on drop (tested in
+        // access::model); `*` drops it.
         let t0 = Instant::now();
         let mut input = reader(InputMode::PinOnly);
         input.handle_keys(b"1234", t0);
@@ -1910,22 +1790,8 @@ mod tests {
             panic!("no entry");
         };
         assert_eq!(buffer.as_bytes(), b"1234");
-        assert_eq!(buffer.digits[4..], [0; MAX_PIN_DIGITS - 4]);
         input.handle_keys(b"*", t0);
         assert!(matches!(input.entry, Entry::Idle));
-    }
-
-    #[test]
-    fn pin_values() {
-        assert_eq!(pin("1234"), pin("1234"));
-        assert_ne!(pin("1234"), pin("1235"));
-        assert_ne!(pin("1234"), pin("12340"));
-        assert_ne!(pin("0"), pin("00"));
-        assert_eq!(pin("1234").clone(), pin("1234"));
-        assert!(Pin::from_ascii(b"").is_none());
-        assert!(Pin::from_ascii(b"12a4").is_none());
-        assert!(Pin::from_ascii(&[b'1'; MAX_PIN_DIGITS]).is_some());
-        assert!(Pin::from_ascii(&[b'1'; MAX_PIN_DIGITS + 1]).is_none());
     }
 
     #[test]

@@ -108,7 +108,7 @@ pub struct CheckQuery<'a> {
 }
 
 /// What the person presented.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum Presented<'a> {
     /// A card, as the reader decoded it.
     Card(CardNumber),
@@ -234,7 +234,7 @@ impl fmt::Display for Presented<'_> {
 
 /// One request at one door. Borrows its text; building one allocates
 /// nothing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request<'a> {
     /// The door (from the reader's role).
     pub door: &'a str,

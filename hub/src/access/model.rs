@@ -33,6 +33,7 @@ use std::sync::Arc;
 use jiff::{civil, Timestamp};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
+use zeroize::{Zeroize, ZeroizeOnDrop};
 
 macro_rules! id_type {
     ($(#[$meta:meta])* $name:ident) => {
@@ -890,15 +891,38 @@ pub enum PinError {
     NotDigits,
 }
 
-/// A PIN as typed at a keypad: 1 to 16 ASCII digits. Fixed size, no heap.
-/// `Debug` and `Display` never show it.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+/// A PIN: ASCII digits in a fixed heap buffer of [`PIN_MAX_DIGITS`] bytes,
+/// the one PIN type from the keypad to the decision. Zeroized when cleared
+/// and on drop; boxed, so moves never copy the digits; `Debug` and
+/// `Display` never show them (nor how many there are); `==` takes the same
+/// time wherever two PINs differ.
 pub struct Pin {
+    /// Digits first, zeros after `len`.
+    digits: Box<[u8; PIN_MAX_DIGITS]>,
     len: u8,
-    digits: [u8; PIN_MAX_DIGITS],
 }
 
 impl Pin {
+    /// An empty PIN, to be filled digit by digit (keypad entry).
+    pub(crate) fn empty() -> Self {
+        Self {
+            digits: Box::new([0; PIN_MAX_DIGITS]),
+            len: 0,
+        }
+    }
+
+    /// Appends an ASCII digit; `false` if the buffer is full.
+    pub(crate) fn push(&mut self, digit: u8) -> bool {
+        match self.digits.get_mut(usize::from(self.len)) {
+            Some(slot) => {
+                *slot = digit;
+                self.len += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// A PIN from ASCII digits (as keypad bytes arrive).
     pub fn from_digits(digits: &[u8]) -> Result<Self, PinError> {
         if digits.is_empty() {
@@ -910,17 +934,21 @@ impl Pin {
         if !digits.iter().all(u8::is_ascii_digit) {
             return Err(PinError::NotDigits);
         }
-        let mut out = [0u8; PIN_MAX_DIGITS];
-        out[..digits.len()].copy_from_slice(digits);
-        Ok(Self {
-            len: digits.len() as u8,
-            digits: out,
-        })
+        let mut pin = Self::empty();
+        for &d in digits {
+            pin.push(d);
+        }
+        Ok(pin)
     }
 
-    /// A PIN from text.
+    /// A PIN from text such as `"1234"`.
     pub fn parse(text: &str) -> Result<Self, PinError> {
         Self::from_digits(text.as_bytes())
+    }
+
+    /// The digits as ASCII (`b"1234"`).
+    pub fn as_bytes(&self) -> &[u8] {
+        self.digits.get(..usize::from(self.len)).unwrap_or(&[])
     }
 
     /// Number of digits.
@@ -928,9 +956,53 @@ impl Pin {
         usize::from(self.len)
     }
 
-    /// Always false: a PIN has at least one digit.
+    /// Whether there are no digits.
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+}
+
+impl Zeroize for Pin {
+    fn zeroize(&mut self) {
+        self.digits.zeroize();
+        self.len = 0;
+    }
+}
+
+impl Drop for Pin {
+    fn drop(&mut self) {
+        self.zeroize();
+    }
+}
+
+impl ZeroizeOnDrop for Pin {}
+
+impl Clone for Pin {
+    fn clone(&self) -> Self {
+        let mut pin = Self::empty();
+        pin.digits.copy_from_slice(&self.digits[..]);
+        pin.len = self.len;
+        pin
+    }
+}
+
+impl PartialEq for Pin {
+    fn eq(&self, other: &Self) -> bool {
+        // Bytes past `len` are zero, so whole buffers compare like the PINs.
+        let diff = self
+            .digits
+            .iter()
+            .zip(other.digits.iter())
+            .fold(self.len ^ other.len, |acc, (a, b)| acc | (a ^ b));
+        diff == 0
+    }
+}
+
+impl Eq for Pin {}
+
+impl std::hash::Hash for Pin {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_bytes().hash(state);
     }
 }
 
@@ -1158,6 +1230,24 @@ fn hex_value(b: u8) -> Option<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pins_compare_in_full_and_are_zeroized() {
+        let p = |t: &str| Pin::parse(t).unwrap();
+        assert_eq!(p("1234"), p("1234"));
+        assert_ne!(p("1234"), p("1235"));
+        assert_ne!(p("1234"), p("12340"));
+        assert_ne!(p("0"), p("00"));
+        assert!(Pin::from_digits(b"").is_err());
+        assert!(Pin::from_digits(b"12a4").is_err());
+        assert!(Pin::from_digits(&[b'1'; PIN_MAX_DIGITS]).is_ok());
+        assert!(Pin::from_digits(&[b'1'; PIN_MAX_DIGITS + 1]).is_err());
+        let mut secret = p("1234");
+        secret.zeroize();
+        assert!(secret.is_empty());
+        assert_eq!(*secret.digits, [0; PIN_MAX_DIGITS]);
+        assert_eq!(format!("{:?} {}", p("1234"), p("1234")), "Pin(****) ****");
+    }
 
     #[test]
     fn pins_parse_and_never_print() {

@@ -391,7 +391,9 @@ pub struct View {
     cards: HashMap<(Option<u32>, u64), CardHolder>,
     raw_cards: HashMap<RawCard, CardHolder>,
     pins: HashMap<Pin, u32>,
-    door_pins: HashMap<(u32, Pin), Box<[u32]>>,
+    /// Door index, then PIN: the codes set on it, oldest first (borrowed
+    /// lookups, no PIN copy on the decision path).
+    door_pins: HashMap<u32, HashMap<Pin, Box<[u32]>>>,
     mobile_keys: HashMap<Arc<str>, u32>,
     door_access_ids: IdIndex,
     barcodes: IdIndex,
@@ -819,21 +821,21 @@ impl View {
             }
             let door = door_index.get(&code.door).copied();
             let pin = Pin::parse(code.code.expose()).ok();
-            let failure = match (door, pin) {
+            let failure = match (door, &pin) {
                 (None, _) => Some(CodeFailure::UnknownDoor),
                 (Some(d), _) if !data.doors[d as usize].keypad => Some(CodeFailure::NoKeypad),
                 (_, None) => Some(CodeFailure::InvalidPin),
                 _ if matches!((code.starts_at, code.ends_at), (Some(s), Some(e)) if e <= s) => {
                     Some(CodeFailure::EndsBeforeStart)
                 }
-                (_, Some(pin)) => pins.get(&pin).map(|&c| CodeFailure::PinUsedByCredential {
+                (_, Some(pin)) => pins.get(pin).map(|&c| CodeFailure::PinUsedByCredential {
                     credential: credentials[c as usize].id.clone(),
                 }),
             };
             // Failed codes join the group too, so that typing their PIN
             // says why they do not open (they are never the live one).
-            if let (Some(d), Some(pin)) = (door, pin) {
-                groups.entry((d, pin)).or_default().push(k);
+            if let (Some(d), Some(pin)) = (door, &pin) {
+                groups.entry((d, pin.clone())).or_default().push(k);
             }
             codes.push(CodeEntry {
                 id: code.id.clone(),
@@ -848,19 +850,19 @@ impl View {
                 deleted: code.deleted,
             });
         }
-        let door_pins = groups
-            .into_iter()
-            .map(|(key, mut group)| {
-                group.sort_by(|&a, &b| {
-                    let (a, b) = (
-                        &data.access_codes[a as usize],
-                        &data.access_codes[b as usize],
-                    );
-                    (a.created_at, &a.id).cmp(&(b.created_at, &b.id))
-                });
-                (key, group.into_boxed_slice())
-            })
-            .collect();
+        let mut door_pins: HashMap<u32, HashMap<Pin, Box<[u32]>>> = HashMap::new();
+        for ((door, pin), group) in groups.into_iter().map(|(key, mut group)| {
+            group.sort_by(|&a, &b| {
+                let (a, b) = (
+                    &data.access_codes[a as usize],
+                    &data.access_codes[b as usize],
+                );
+                (a.created_at, &a.id).cmp(&(b.created_at, &b.id))
+            });
+            (key, group.into_boxed_slice())
+        }) {
+            door_pins.entry(door).or_default().insert(pin, group);
+        }
 
         Ok(View {
             tz,
@@ -995,8 +997,8 @@ impl View {
                 why: RemovedReason::Expired,
             };
         }
-        if let (Some(door), Some(pin)) = (code.door, code.pin) {
-            if let Some(group) = self.door_pins.get(&(door, pin)) {
+        if let (Some(door), Some(pin)) = (code.door, &code.pin) {
+            if let Some(group) = self.door_pins.get(&door).and_then(|m| m.get(pin)) {
                 for &other in group.iter().take_while(|&&o| o != k) {
                     if self.code_live(other, now) {
                         return CodeStatus::Failed {
@@ -1049,7 +1051,7 @@ impl View {
     }
 
     pub(crate) fn door_codes(&self, door: u32, pin: &Pin) -> Option<&[u32]> {
-        self.door_pins.get(&(door, *pin)).map(|g| &**g)
+        self.door_pins.get(&door)?.get(pin).map(|g| &**g)
     }
 
     pub(crate) fn mobile_key(&self, key: &str) -> Option<u32> {
