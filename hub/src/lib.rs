@@ -10,6 +10,8 @@
 //! - [`virtual_pd`]: `hub osdp pd`, a virtual reader on a serial port.
 //! - [`demo`]: `hub demo`, virtual readers on a simulated bus, no hardware.
 //! - [`door`]: one door's strike, position switch, exit button and alarms.
+//! - [`site`]: readers, credential input, decisions and doors wired together
+//!   (sans-IO): bus events in, commands, decisions and alarms out.
 //! - [`access_input`]: per-reader credential input (sans-IO): card reads and
 //!   keypad keys in, complete presentations (card, PIN, card and PIN) out,
 //!   with PIN timeouts and the wrong-PIN lockout.
@@ -24,6 +26,7 @@ pub mod bus;
 pub mod demo;
 pub mod door;
 pub mod osdp_cli;
+pub mod site;
 #[cfg(test)]
 mod test_pty;
 pub mod virtual_pd;
