@@ -372,7 +372,7 @@ impl Site {
         let card_number = |c: &crate::access_input::Card| {
             let facility = c.facility.and_then(|f| u32::try_from(f).ok());
             let n = CardNumber::new(facility, c.number);
-            n.clone().with_raw(&c.data).unwrap_or(n)
+            n.with_raw(&c.data).unwrap_or(n)
         };
         let with_pin = matches!(
             p,
