@@ -7,6 +7,9 @@
 //!   on one bus, and `hub osdp scan` to find devices.
 //! - [`virtual_pd`]: `hub osdp pd`, a virtual reader on a serial port.
 //! - [`demo`]: `hub demo`, virtual readers on a simulated bus, no hardware.
+//! - [`store`]: the persistent store on sled: the cloud's data set (records
+//!   in named collections, replaced or changed atomically) and the durable
+//!   access-log outbox.
 //!
 //! The binary (`src/main.rs`) only parses the command line with [`Cli`],
 //! calls [`init_tracing`] and hands over to [`run`]. Logs go to stderr
@@ -15,6 +18,7 @@
 pub mod bus;
 pub mod demo;
 pub mod osdp_cli;
+pub mod store;
 #[cfg(test)]
 mod test_pty;
 pub mod virtual_pd;
