@@ -86,7 +86,10 @@ fn random_gets(store: &Store, n: u64) -> Duration {
 
 fn phase_load(path: &Path) {
     let record = postcard::to_allocvec(&credential(RECORDS / 2)).unwrap();
-    println!("record size: {} bytes (postcard), key 8 bytes", record.len());
+    println!(
+        "record size: {} bytes (postcard), key 8 bytes",
+        record.len()
+    );
     let before = rss_kib();
     let config = config(path);
     println!("cache_capacity: {} MiB", config.cache_capacity / 1048576);
@@ -118,7 +121,10 @@ fn phase_load(path: &Path) {
         store.size_on_disk().unwrap() as f64 / 1048576.0
     );
     store.close().unwrap();
-    println!("directory size: {:.0} MiB", dir_size(path) as f64 / 1048576.0);
+    println!(
+        "directory size: {:.0} MiB",
+        dir_size(path) as f64 / 1048576.0
+    );
 }
 
 fn phase_open(path: &Path) {

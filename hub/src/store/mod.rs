@@ -517,6 +517,9 @@ impl Store {
         let mut names: Vec<&str> = change.ops.iter().map(|op| op.collection.as_str()).collect();
         names.sort_unstable();
         names.dedup();
+        for name in &names {
+            check_collection(name)?;
+        }
         let mut trees = vec![self.meta.clone()];
         for name in &names {
             let tree = match data.trees.get(*name) {

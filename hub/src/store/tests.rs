@@ -54,6 +54,22 @@ fn corrupt_dirs(dir: &TempDir) -> Vec<PathBuf> {
 }
 
 #[test]
+fn tree_names_and_meta_values_round_trip() {
+    let name = tree_name(0x2a, "door:groups");
+    assert_eq!(name, "data:000000000000002a:door:groups");
+    assert_eq!(parse_tree_name(name.as_bytes()), Some((42, "door:groups")));
+    assert_eq!(parse_tree_name(b"data:2a:x"), None);
+    assert_eq!(parse_tree_name(b"outbox"), None);
+    for (gen, rev) in [(0, None), (7, Some(0)), (u64::MAX, Some(u64::MAX))] {
+        assert_eq!(decode_current(&encode_current(gen, rev)), Some((gen, rev)));
+    }
+    assert_eq!(decode_current(b"short"), None);
+    let mut bad = encode_current(1, None);
+    bad[8] = 2;
+    assert_eq!(decode_current(&bad), None);
+}
+
+#[test]
 fn fresh_store_is_empty_and_clean() {
     let dir = TempDir::new().unwrap();
     let (store, report) = open(&dir);
@@ -197,6 +213,14 @@ fn change_sets_apply_atomically_and_check_revisions() {
     ));
     assert!(matches!(
         ChangeSet::new(11, 12).upsert("", "k", &1u32),
+        Err(StoreError::InvalidCollection { len: 0 })
+    ));
+    let mut bad = ChangeSet::new(11, 12);
+    bad.upsert("credentials", "z", &9u32)
+        .unwrap()
+        .delete("", "k");
+    assert!(matches!(
+        store.apply(&bad),
         Err(StoreError::InvalidCollection { len: 0 })
     ));
     assert_eq!(store.get::<u32>("credentials", "z").unwrap(), None);
