@@ -15,6 +15,9 @@
 //! - [`access_input`]: per-reader credential input (sans-IO): card reads and
 //!   keypad keys in, complete presentations (card, PIN, card and PIN) out,
 //!   with PIN timeouts and the wrong-PIN lockout.
+//! - [`store`]: the persistent store on sled: the cloud's data set (records
+//!   in named collections, replaced or changed atomically) and the durable
+//!   access-log outbox.
 //!
 //! The binary (`src/main.rs`) only parses the command line with [`Cli`],
 //! calls [`init_tracing`] and hands over to [`run`]. Logs go to stderr
@@ -27,6 +30,7 @@ pub mod demo;
 pub mod door;
 pub mod osdp_cli;
 pub mod site;
+pub mod store;
 #[cfg(test)]
 mod test_pty;
 pub mod virtual_pd;

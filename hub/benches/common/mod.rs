@@ -1,0 +1,64 @@
+//! What the store benchmarks share: a credential-like record of about 100
+//! bytes and a loader.
+
+use hub::store::{SnapshotInfo, Store};
+use serde::{Deserialize, Serialize};
+
+/// Records in the big data set.
+pub const RECORDS: u64 = 1_000_000;
+
+/// A credential-like record: postcard makes it about 100 bytes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Credential {
+    pub card: u64,
+    pub facility: u16,
+    pub holder: u64,
+    pub pin_hash: [u8; 32],
+    pub valid_from: u64,
+    pub valid_until: u64,
+    pub doors: Vec<u16>,
+    pub flags: u8,
+    pub name: String,
+}
+
+pub fn credential(i: u64) -> Credential {
+    Credential {
+        card: 0x1000_0000 + i * 7,
+        facility: (i % 500) as u16,
+        holder: i,
+        pin_hash: [(i % 251) as u8; 32],
+        valid_from: 1_700_000_000 + i,
+        valid_until: 1_900_000_000 + i,
+        doors: (0..8).map(|d| (d * 3 + i % 5) as u16).collect(),
+        flags: (i % 4) as u8,
+        name: format!("holder-{i:012}-{:019}", i * 31),
+    }
+}
+
+/// The record's key: its card number, big-endian.
+pub fn key(i: u64) -> [u8; 8] {
+    (0x1000_0000 + i * 7).to_be_bytes()
+}
+
+/// Loads `n` credentials as one snapshot at `revision`.
+pub fn load(store: &Store, n: u64, revision: u64) -> SnapshotInfo {
+    let mut w = store.begin_snapshot(revision).unwrap();
+    for i in 0..n {
+        w.put("credentials", key(i), &credential(i)).unwrap();
+    }
+    w.commit().unwrap()
+}
+
+/// Resident memory of this process in KiB (`VmRSS`), 0 when unknown.
+#[allow(dead_code)]
+pub fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
