@@ -3,7 +3,7 @@
 //!
 //! It takes what the buses report ([`osdp::cp::Event`]s, tagged with the bus
 //! number), runs each reader's credential input ([`crate::access_input`]),
-//! asks [`crate::access::decide`] about every complete presentation, drives
+//! asks [`decide()`](crate::access::decide()) about every complete presentation, drives
 //! each [`crate::door::Door`], and hands back [`Effect`]s for the caller to
 //! apply: OSDP commands (strike relay, LED, buzzer) to submit on a bus,
 //! decisions to log (and send to the cloud), alarms and device events.

@@ -335,7 +335,7 @@ pub struct PdChallenge {
 impl PdChallenge {
     /// Answers osdp_CHLNG: derives keys from `scbk` and RND.A, with the
     /// caller's fresh random RND.B. Reply osdp_CCRYPT with
-    /// [`Self::ccrypt_payload`].
+    /// [`Self::client_cryptogram`].
     pub fn new(scbk: &Key, default_key: bool, rnd_a: [u8; 8], rnd_b: [u8; 8]) -> PdChallenge {
         let key = if default_key { &Key::DEFAULT } else { scbk };
         PdChallenge {
