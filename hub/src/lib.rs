@@ -15,6 +15,10 @@
 //! - [`access_input`]: per-reader credential input (sans-IO): card reads and
 //!   keypad keys in, complete presentations (card, PIN, card and PIN) out,
 //!   with PIN timeouts and the wrong-PIN lockout.
+//! - [`dataset_file`]: a data set from a JSON file, checked (no cloud).
+//! - [`check_api`]: the door-access check as JSON and as an HTTP endpoint
+//!   (`POST /api/v1/access/check`, axum).
+//! - [`access_cli`]: `hub access check` and `hub access serve`.
 //! - [`store`]: the persistent store on sled: the cloud's data set (records
 //!   in named collections, replaced or changed atomically) and the durable
 //!   access-log outbox.
@@ -24,8 +28,11 @@
 //! (`RUST_LOG` filters them); stdout carries only the tool's JSON lines.
 
 pub mod access;
+pub mod access_cli;
 pub mod access_input;
 pub mod bus;
+pub mod check_api;
+pub mod dataset_file;
 pub mod demo;
 pub mod door;
 pub mod osdp_cli;
@@ -62,6 +69,10 @@ pub enum HubCommand {
     /// Demo without hardware: our control panel and virtual secure readers
     /// on a simulated RS-485 bus, cards presented automatically or typed.
     Demo(demo::DemoArgs),
+    /// Access decisions from a data-set file, without cloud or readers:
+    /// `hub access check` (one decision as JSON) and `hub access serve` (the
+    /// HTTP check endpoint). See docs/access-check.md.
+    Access(access_cli::AccessArgs),
 }
 
 /// Sends `tracing` output to stderr, filtered by `RUST_LOG` (default: info
@@ -78,6 +89,10 @@ pub fn init_tracing() {
 }
 
 /// Runs a parsed command line to completion on a new tokio runtime.
+///
+/// `hub access check` ends with `Ok` whether granted or denied; the binary
+/// runs `hub access` through [`access_cli::main`] instead, for its exit
+/// codes (0 granted, 1 denied, 2 error).
 pub fn run(cli: Cli) -> Result<(), osdp_cli::CliError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -89,6 +104,10 @@ pub fn run(cli: Cli) -> Result<(), osdp_cli::CliError> {
     let result = match cli.command {
         HubCommand::Osdp(args) => runtime.block_on(osdp_cli::run(args)),
         HubCommand::Demo(args) => runtime.block_on(demo::run(&args)),
+        HubCommand::Access(args) => runtime
+            .block_on(access_cli::run(args))
+            .map(|_| ())
+            .map_err(|e| osdp_cli::CliError::Usage(e.to_string())),
     };
     // Do not wait for blocking work (such as a pending stdin read).
     runtime.shutdown_background();

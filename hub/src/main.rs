@@ -8,6 +8,11 @@ use clap::Parser;
 fn main() -> ExitCode {
     let cli = hub::Cli::parse();
     hub::init_tracing();
+    // `hub access` has its own exit codes: 0 granted, 1 denied, 2 error.
+    let cli = match cli.command {
+        hub::HubCommand::Access(args) => return hub::access_cli::main(args),
+        command => hub::Cli { command },
+    };
     let result: anyhow::Result<()> = hub::run(cli).map_err(anyhow::Error::from);
     match result {
         Ok(()) => ExitCode::SUCCESS,
