@@ -22,6 +22,8 @@
 //! - [`store`]: the persistent store on sled: the cloud's data set (records
 //!   in named collections, replaced or changed atomically) and the durable
 //!   access-log outbox.
+//! - [`site_data`]: the access data set in the store, one collection per
+//!   kind of record, saved as one atomic snapshot and loaded consistently.
 //!
 //! The binary (`src/main.rs`) only parses the command line with [`Cli`],
 //! calls [`init_tracing`] and hands over to [`run`]. Logs go to stderr
@@ -37,6 +39,7 @@ pub mod demo;
 pub mod door;
 pub mod osdp_cli;
 pub mod site;
+pub mod site_data;
 pub mod store;
 #[cfg(test)]
 mod test_pty;

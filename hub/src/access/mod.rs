@@ -19,6 +19,8 @@
 
 pub mod decide;
 pub mod model;
+#[doc(hidden)]
+pub mod scale;
 pub mod schedule;
 pub mod view;
 

@@ -711,7 +711,9 @@ impl fmt::Debug for AuthTypes {
 
 impl Serialize for AuthTypes {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.methods())
+        // A sequence of known length: postcard (the store) needs it.
+        let methods: Vec<Method> = self.methods().collect();
+        methods.serialize(serializer)
     }
 }
 

@@ -1,0 +1,317 @@
+//! The cloud's access data set ([`access::DataSet`]) in the [`store`].
+//!
+//! One store collection per kind of record, each record under its id (UTF-8
+//! bytes of the id):
+//!
+//! | collection | key | record |
+//! |---|---|---|
+//! | `site` | `site` | [`access::Site`] |
+//! | `doors` | door id | [`access::Door`] |
+//! | `users` | user id | [`access::User`] |
+//! | `credentials` | credential id | [`access::Credential`] |
+//! | `access_codes` | access code id | [`access::AccessCode`] |
+//! | `schedules` | schedule id | [`access::Schedule`] |
+//! | `holidays` | date (`YYYY-MM-DD`), NUL, name | [`access::Holiday`] |
+//! | `accesses` | access id | [`access::Access`] |
+//! | `facilities` | facility id | [`access::Facility`] |
+//! | `events` | event id | [`access::Event`] |
+//! | `members` | user id | [`access::Member`] |
+//!
+//! [`save_snapshot`] writes a whole data set as one store snapshot: it becomes
+//! visible atomically at commit, with its revision. [`load`] reads every
+//! collection from one store view, so it never mixes two revisions. Records
+//! come back ordered by key (id), not in the order they were saved; nothing
+//! in [`access::View`] depends on that order.
+//!
+//! A store that never received a snapshot gives [`SiteDataError::NoData`]:
+//! the hub asks the cloud for a full snapshot
+//! ([`SiteDataError::needs_full_resync`]).
+//!
+//! ```no_run
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use hub::store::{Store, StoreConfig};
+//! let (store, _report) = Store::open(StoreConfig::new("/var/lib/hub/store"))?;
+//! match hub::site_data::load(&store) {
+//!     Ok((data, revision)) => {
+//!         let view = hub::access::View::build(data)?;
+//!         # let _ = (view, revision);
+//!     }
+//!     Err(e) if e.needs_full_resync() => { /* ask the cloud for a snapshot */ }
+//!     Err(e) => return Err(e.into()),
+//! }
+//! # Ok(()) }
+//! ```
+
+use std::collections::HashSet;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::access::{DataSet, Holiday, Site};
+use crate::store::{self, SnapshotInfo, Store, StoreError};
+
+/// Collection of the site record.
+pub const SITE: &str = "site";
+/// Key of the site record in [`SITE`].
+pub const SITE_KEY: &[u8] = b"site";
+/// Collection of doors.
+pub const DOORS: &str = "doors";
+/// Collection of users.
+pub const USERS: &str = "users";
+/// Collection of credentials.
+pub const CREDENTIALS: &str = "credentials";
+/// Collection of access codes.
+pub const ACCESS_CODES: &str = "access_codes";
+/// Collection of schedules.
+pub const SCHEDULES: &str = "schedules";
+/// Collection of holidays.
+pub const HOLIDAYS: &str = "holidays";
+/// Collection of accesses.
+pub const ACCESSES: &str = "accesses";
+/// Collection of facilities.
+pub const FACILITIES: &str = "facilities";
+/// Collection of events.
+pub const EVENTS: &str = "events";
+/// Collection of members.
+pub const MEMBERS: &str = "members";
+
+/// Errors of saving or loading the data set.
+#[derive(Debug, thiserror::Error)]
+pub enum SiteDataError {
+    /// The store holds no data set yet (no snapshot was ever committed, or
+    /// the store was replaced after damage): ask the cloud for a full
+    /// snapshot.
+    #[error("no data set in the store yet: a full snapshot is needed")]
+    NoData,
+    /// The store has a revision but no site record: not written by
+    /// [`save_snapshot`]. Ask for a full snapshot.
+    #[error("the stored data set has no site record: a full snapshot is needed")]
+    MissingSite,
+    /// Two records of one kind share a key; nothing was committed.
+    #[error("duplicate key in collection {collection:?}: {key:?}")]
+    DuplicateKey {
+        /// The collection.
+        collection: &'static str,
+        /// The record's id (ids are not secret).
+        key: String,
+    },
+    /// The store failed (including a record that does not decode, which
+    /// also calls for a full snapshot).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl SiteDataError {
+    /// Whether the hub should ask the cloud for a full snapshot: no data
+    /// yet, or stored data this build cannot read.
+    pub fn needs_full_resync(&self) -> bool {
+        matches!(
+            self,
+            SiteDataError::NoData
+                | SiteDataError::MissingSite
+                | SiteDataError::Store(StoreError::Decode { .. })
+        )
+    }
+}
+
+/// Writes `data` as the store's whole data set at `revision`, atomically
+/// (one store snapshot, committed at the end). Fails without changing the
+/// stored data set if two records of one kind share an id.
+pub fn save_snapshot(
+    store: &Store,
+    data: &DataSet,
+    revision: u64,
+) -> Result<SnapshotInfo, SiteDataError> {
+    let mut w = store.begin_snapshot(revision)?;
+    w.put(SITE, SITE_KEY, &data.site)?;
+    put_all(&mut w, DOORS, &data.doors, |r| r.id.as_str().into())?;
+    put_all(&mut w, USERS, &data.users, |r| r.id.as_str().into())?;
+    put_all(&mut w, CREDENTIALS, &data.credentials, |r| {
+        r.id.as_str().into()
+    })?;
+    put_all(&mut w, ACCESS_CODES, &data.access_codes, |r| {
+        r.id.as_str().into()
+    })?;
+    put_all(&mut w, SCHEDULES, &data.schedules, |r| r.id.as_str().into())?;
+    put_all(&mut w, HOLIDAYS, &data.holidays, |r| holiday_key(r).into())?;
+    put_all(&mut w, ACCESSES, &data.accesses, |r| r.id.as_str().into())?;
+    put_all(&mut w, FACILITIES, &data.facilities, |r| {
+        r.id.as_str().into()
+    })?;
+    put_all(&mut w, EVENTS, &data.events, |r| r.id.as_str().into())?;
+    put_all(&mut w, MEMBERS, &data.members, |r| r.user.as_str().into())?;
+    Ok(w.commit()?)
+}
+
+/// Reads the data set and its revision, all from one store view.
+/// [`SiteDataError::NoData`] when the store has none yet.
+pub fn load(store: &Store) -> Result<(DataSet, u64), SiteDataError> {
+    let view = store.view();
+    let revision = view.revision().ok_or(SiteDataError::NoData)?;
+    let site: Site = view
+        .get(SITE, SITE_KEY)?
+        .ok_or(SiteDataError::MissingSite)?;
+    let data = DataSet {
+        site,
+        doors: read_all(&view, DOORS)?,
+        users: read_all(&view, USERS)?,
+        credentials: read_all(&view, CREDENTIALS)?,
+        access_codes: read_all(&view, ACCESS_CODES)?,
+        schedules: read_all(&view, SCHEDULES)?,
+        holidays: read_all(&view, HOLIDAYS)?,
+        accesses: read_all(&view, ACCESSES)?,
+        facilities: read_all(&view, FACILITIES)?,
+        events: read_all(&view, EVENTS)?,
+        members: read_all(&view, MEMBERS)?,
+    };
+    Ok((data, revision))
+}
+
+/// A holiday's key: its date, then its name (two holidays may share a day).
+pub fn holiday_key(holiday: &Holiday) -> String {
+    format!("{}\0{}", holiday.date, holiday.name)
+}
+
+fn put_all<'r, T: Serialize>(
+    w: &mut store::SnapshotWriter<'_>,
+    collection: &'static str,
+    records: &'r [T],
+    key: impl Fn(&'r T) -> std::borrow::Cow<'r, str>,
+) -> Result<(), SiteDataError> {
+    let mut seen = HashSet::with_capacity(records.len());
+    for record in records {
+        let k = key(record);
+        if seen.contains(&k) {
+            // Dropping the writer discards the snapshot.
+            return Err(SiteDataError::DuplicateKey {
+                collection,
+                key: k.replace('\0', " "),
+            });
+        }
+        w.put(collection, k.as_bytes(), record)?;
+        seen.insert(k);
+    }
+    Ok(())
+}
+
+fn read_all<T: DeserializeOwned>(
+    view: &store::View<'_>,
+    collection: &str,
+) -> Result<Vec<T>, SiteDataError> {
+    // One walk (counting first would walk the collection twice), then the
+    // spare capacity back.
+    let mut out = Vec::new();
+    for item in view.iter::<T>(collection) {
+        out.push(item?.1);
+    }
+    out.shrink_to_fit();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::access::{fixture, View};
+    use crate::store::StoreConfig;
+
+    fn open(dir: &tempfile::TempDir) -> Store {
+        Store::open(StoreConfig::new(dir.path().join("store")))
+            .unwrap()
+            .0
+    }
+
+    /// The fixture with every list in key order (the order `load` returns).
+    fn by_key(mut d: DataSet) -> DataSet {
+        d.doors.sort_by(|a, b| a.id.cmp(&b.id));
+        d.users.sort_by(|a, b| a.id.cmp(&b.id));
+        d.credentials.sort_by(|a, b| a.id.cmp(&b.id));
+        d.access_codes.sort_by(|a, b| a.id.cmp(&b.id));
+        d.schedules.sort_by(|a, b| a.id.cmp(&b.id));
+        d.holidays.sort_by_key(holiday_key);
+        d.accesses.sort_by(|a, b| a.id.cmp(&b.id));
+        d.facilities.sort_by(|a, b| a.id.cmp(&b.id));
+        d.events.sort_by(|a, b| a.id.cmp(&b.id));
+        d.members.sort_by(|a, b| a.user.cmp(&b.user));
+        d
+    }
+
+    #[test]
+    fn round_trip_of_the_fixture() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let store = open(&dir);
+        let original = fixture::data();
+        let info = save_snapshot(&store, &original, 42).unwrap();
+        assert_eq!(info.revision, 42);
+        let (loaded, revision) = load(&store).unwrap();
+        assert_eq!(revision, 42);
+        assert_eq!(loaded, by_key(original.clone()));
+        View::build(loaded).unwrap();
+
+        // And after reopening the store.
+        store.close().unwrap();
+        let store = open(&dir);
+        let (loaded, revision) = load(&store).unwrap();
+        assert_eq!((revision, loaded), (42, by_key(original)));
+    }
+
+    #[test]
+    fn loaded_view_decides_without_its_credential_records() {
+        use crate::access::{decide, CardNumber, Direction, Request};
+        let dir = tempfile::TempDir::new().unwrap();
+        let store = open(&dir);
+        save_snapshot(&store, &fixture::data(), 5).unwrap();
+        let mut view = View::build(load(&store).unwrap().0).unwrap();
+        assert_eq!(view.release_credential_records(), 10);
+        assert!(view.data().credentials.is_empty());
+        let card = CardNumber::new(Some(12), 34567);
+        let d = decide(
+            &Request::card("front", Direction::In, card),
+            &view,
+            fixture::now(),
+        );
+        assert!(d.granted, "{d}");
+    }
+
+    #[test]
+    fn a_new_snapshot_replaces_the_old_one() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let store = open(&dir);
+        save_snapshot(&store, &fixture::data(), 1).unwrap();
+        let mut smaller = fixture::data();
+        smaller.credentials.truncate(2);
+        smaller.holidays.clear();
+        save_snapshot(&store, &smaller, 2).unwrap();
+        let (loaded, revision) = load(&store).unwrap();
+        assert_eq!((revision, loaded), (2, by_key(smaller)));
+    }
+
+    #[test]
+    fn empty_store_has_no_data_yet() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let store = open(&dir);
+        let err = load(&store).unwrap_err();
+        assert!(matches!(err, SiteDataError::NoData), "{err}");
+        assert!(err.needs_full_resync());
+
+        // An empty data set is data: it loads as such.
+        save_snapshot(&store, &DataSet::default(), 3).unwrap();
+        let (loaded, revision) = load(&store).unwrap();
+        assert_eq!((revision, loaded), (3, DataSet::default()));
+    }
+
+    #[test]
+    fn duplicate_ids_commit_nothing() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let store = open(&dir);
+        save_snapshot(&store, &fixture::data(), 1).unwrap();
+        let mut bad = fixture::data();
+        bad.doors.push(bad.doors[0].clone());
+        let err = save_snapshot(&store, &bad, 2).unwrap_err();
+        assert!(
+            matches!(err, SiteDataError::DuplicateKey { collection: DOORS, ref key } if key == "front"),
+            "{err}"
+        );
+        let (loaded, revision) = load(&store).unwrap();
+        assert_eq!((revision, loaded), (1, by_key(fixture::data())));
+    }
+}
