@@ -1,27 +1,27 @@
-//! The cloud's access data set ([`access::DataSet`]) in the [`store`].
+//! The cloud's access data set ([`DataSet`]) in the [`store`].
 //!
 //! One store collection per kind of record, each record under its id (UTF-8
 //! bytes of the id):
 //!
 //! | collection | key | record |
 //! |---|---|---|
-//! | `site` | `site` | [`access::Site`] |
-//! | `doors` | door id | [`access::Door`] |
-//! | `users` | user id | [`access::User`] |
-//! | `credentials` | credential id | [`access::Credential`] |
-//! | `access_codes` | access code id | [`access::AccessCode`] |
-//! | `schedules` | schedule id | [`access::Schedule`] |
-//! | `holidays` | date (`YYYY-MM-DD`), NUL, name | [`access::Holiday`] |
-//! | `accesses` | access id | [`access::Access`] |
-//! | `facilities` | facility id | [`access::Facility`] |
-//! | `events` | event id | [`access::Event`] |
-//! | `members` | user id | [`access::Member`] |
+//! | `site` | `site` | [`Site`] |
+//! | `doors` | door id | [`Door`](crate::access::Door) |
+//! | `users` | user id | [`User`](crate::access::User) |
+//! | `credentials` | credential id | [`Credential`](crate::access::Credential) |
+//! | `access_codes` | access code id | [`AccessCode`](crate::access::AccessCode) |
+//! | `schedules` | schedule id | [`Schedule`](crate::access::Schedule) |
+//! | `holidays` | date (`YYYY-MM-DD`), NUL, name | [`Holiday`] |
+//! | `accesses` | access id | [`Access`](crate::access::Access) |
+//! | `facilities` | facility id | [`Facility`](crate::access::Facility) |
+//! | `events` | event id | [`Event`](crate::access::Event) |
+//! | `members` | user id | [`Member`](crate::access::Member) |
 //!
 //! [`save_snapshot`] writes a whole data set as one store snapshot: it becomes
 //! visible atomically at commit, with its revision. [`load`] reads every
 //! collection from one store view, so it never mixes two revisions. Records
 //! come back ordered by key (id), not in the order they were saved; nothing
-//! in [`access::View`] depends on that order.
+//! in [`View`](crate::access::View) depends on that order.
 //!
 //! A store that never received a snapshot gives [`SiteDataError::NoData`]:
 //! the hub asks the cloud for a full snapshot
