@@ -14,9 +14,10 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic, missing_docs)]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use hub::access::scale::{self, Kind, Spec};
@@ -25,10 +26,9 @@ use hub::site_data;
 use hub::store::{Store, StoreConfig};
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if let Some(i) = args.iter().position(|a| a == "phase") {
-        let path = Path::new(&args[i + 2]);
-        match args[i + 1].as_str() {
+    if let Some((phase, path)) = common::phase_arg() {
+        let path = path.as_path();
+        match phase.as_str() {
             "save" => phase_save(path),
             "cold" => phase_cold(path),
             other => panic!("unknown phase {other}"),
@@ -36,18 +36,10 @@ fn main() {
         return;
     }
     let dir = tempfile::TempDir::new().unwrap();
-    let exe = std::env::current_exe().unwrap();
-    let run = |phase: &str, path: &Path| {
-        let status = Command::new(&exe)
-            .args(["phase", phase])
-            .arg(path)
-            .status()
-            .unwrap();
-        assert!(status.success(), "phase {phase}: {status}");
-    };
+    let run = common::run_phase;
     let data = dir.path().join("store");
     run("save", &data);
-    let cold = drop_os_caches();
+    let cold = common::drop_os_caches();
     println!(
         "OS page cache before the cold start: {}",
         if cold {
@@ -282,10 +274,4 @@ fn malloc_trim() {
     unsafe {
         libc::malloc_trim(0);
     }
-}
-
-/// Drops the OS page cache (needs root); false when not allowed.
-fn drop_os_caches() -> bool {
-    let _ = Command::new("sync").status();
-    std::fs::write("/proc/sys/vm/drop_caches", "3").is_ok()
 }

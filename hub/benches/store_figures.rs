@@ -12,17 +12,15 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{credential, key, load, rss_kib, Credential, RECORDS};
 use hub::store::{Durability, Store, StoreConfig};
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if let Some(i) = args.iter().position(|a| a == "phase") {
-        let path = Path::new(&args[i + 2]);
-        match args[i + 1].as_str() {
+    if let Some((phase, path)) = common::phase_arg() {
+        let path = path.as_path();
+        match phase.as_str() {
             "load" => phase_load(path),
             "open" => phase_open(path),
             "durability" => phase_durability(path),
@@ -31,18 +29,10 @@ fn main() {
         return;
     }
     let dir = tempfile::TempDir::new().unwrap();
-    let exe = std::env::current_exe().unwrap();
-    let run = |phase: &str, path: &Path| {
-        let status = Command::new(&exe)
-            .args(["phase", phase])
-            .arg(path)
-            .status()
-            .unwrap();
-        assert!(status.success(), "phase {phase}: {status}");
-    };
+    let run = common::run_phase;
     let data = dir.path().join("data");
     run("load", &data);
-    let cold = drop_os_caches();
+    let cold = common::drop_os_caches();
     println!(
         "OS page cache before the open phase: {}",
         if cold {
@@ -235,11 +225,4 @@ fn dir_size(path: &Path) -> u64 {
                 .sum()
         })
         .unwrap_or(0)
-}
-
-/// `sync; echo 3 > /proc/sys/vm/drop_caches` (needs root and a writable
-/// /proc/sys); false when not possible.
-fn drop_os_caches() -> bool {
-    let _ = Command::new("sync").status();
-    std::fs::write("/proc/sys/vm/drop_caches", "3").is_ok()
 }

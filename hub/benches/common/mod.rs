@@ -1,3 +1,6 @@
+// Each bench uses a part of this module.
+#![allow(dead_code)]
+
 //! What the store benchmarks share: a credential-like record of about 100
 //! bytes and a loader.
 
@@ -61,4 +64,30 @@ pub fn rss_kib() -> u64 {
                 .and_then(|v| v.parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// A benchmark that runs its phases in fresh processes (cold starts, RSS)
+/// re-executes itself as `<exe> phase NAME PATH`. Returns `(NAME, PATH)` when
+/// this process is such a phase.
+pub fn phase_arg() -> Option<(String, std::path::PathBuf)> {
+    let args: Vec<String> = std::env::args().collect();
+    let i = args.iter().position(|a| a == "phase")?;
+    Some((args.get(i + 1)?.clone(), args.get(i + 2)?.into()))
+}
+
+/// Runs phase `name` on `path` in a fresh process and waits for it.
+pub fn run_phase(name: &str, path: &std::path::Path) {
+    let exe = std::env::current_exe().unwrap();
+    let status = std::process::Command::new(&exe)
+        .args(["phase", name])
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(status.success(), "phase {name}: {status}");
+}
+
+/// Drops the OS page cache (needs root) so the next phase starts cold.
+pub fn drop_os_caches() -> bool {
+    let _ = std::process::Command::new("sync").status();
+    std::fs::write("/proc/sys/vm/drop_caches", "3").is_ok()
 }
