@@ -1332,32 +1332,12 @@ mod tests {
 
     #[test]
     fn parse_never_panics_and_accepted_input_re_encodes_identically() {
-        let mut state = 0x2545_F491_4F6C_DD1Du64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        };
         let mut accepted = 0;
-        for code in 0..=u8::MAX {
-            for len in 0..=64usize {
-                for fill in 0..4 {
-                    let data: Vec<u8> = (0..len)
-                        .map(|i| match fill {
-                            0 => 0,
-                            1 => 0xFF,
-                            // Plausible headers: small values, then noise.
-                            2 => (i as u8) % 3,
-                            _ => next(),
-                        })
-                        .collect();
-                    if let Ok(cmd) = Command::parse(code, &data) {
-                        accepted += 1;
-                        assert_eq!(cmd.code(), code);
-                        assert_eq!(cmd.to_data(), data, "{}", cmd.name());
-                    }
-                }
+        for (code, data) in crate::testutil::payloads(0x2545_F491_4F6C_DD1Du64) {
+            if let Ok(cmd) = Command::parse(code, &data) {
+                accepted += 1;
+                assert_eq!(cmd.code(), code);
+                assert_eq!(cmd.to_data(), data, "{}", cmd.name());
             }
         }
         assert!(accepted > 0);

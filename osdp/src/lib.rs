@@ -24,3 +24,5 @@ pub mod pd;
 pub mod reply;
 pub mod sc;
 pub mod sim;
+#[cfg(test)]
+mod testutil;
