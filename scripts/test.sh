@@ -5,7 +5,8 @@
 # interop peer; mosquitto and nats-server), then runs the harness self-check
 # and every Rust test in the workspace: unit tests, simulated-bus tests, and
 # the end-to-end tests against real libosdp devices on PTYs and real MQTT
-# brokers.
+# brokers. It also checks the systemd unit (systemd-analyze verify and
+# the security exposure ceiling).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -19,5 +20,6 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 
 scripts/test-env.sh
+scripts/check-systemd.sh
 .venv/bin/python tests/peers/selfcheck.py
 cargo test --workspace --locked "$@"
