@@ -34,6 +34,7 @@ pub mod access_cli;
 pub mod access_input;
 pub mod bus;
 pub mod check_api;
+pub mod config;
 pub mod dataset_file;
 pub mod demo;
 pub mod door;
