@@ -703,7 +703,11 @@ mod tests {
         assert_eq!(json["entry_seq"], 102);
         // A check only is not stored and has no number.
         let body = r#"{"door_id": "front", "id": "201", "check_only": true}"#;
-        assert!(call(&app, Some(KEY), body).await.1.get("entry_seq").is_none());
+        assert!(call(&app, Some(KEY), body)
+            .await
+            .1
+            .get("entry_seq")
+            .is_none());
         assert_eq!(sink.0.lock().unwrap().len(), 2);
     }
 

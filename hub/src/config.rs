@@ -478,20 +478,26 @@ pub fn parse(text: &str, base: &Path) -> Result<Config, Vec<ConfigError>> {
         errors: Vec::new(),
     };
     let config = c.check(raw);
-    match config {
-        Some(config) if c.errors.is_empty() => Ok(config),
-        _ => {
-            c.errors.sort_by_key(|e| e.line().unwrap_or(0));
-            Err(c.errors)
-        }
+    if c.errors.is_empty() {
+        Ok(config)
+    } else {
+        c.errors.sort_by_key(|e| e.line().unwrap_or(0));
+        Err(c.errors)
     }
 }
 
 /// The 1-based line of byte `offset` in `text`.
 fn line_of(text: &str, offset: usize) -> usize {
     let end = offset.min(text.len());
-    text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
+    text.as_bytes()[..end]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
 }
+
+/// Items with the line they are defined on (for "already defined at").
+type Lined<T> = Vec<(usize, T)>;
 
 struct Checker<'a> {
     text: &'a str,
@@ -545,7 +551,11 @@ impl Checker<'_> {
         let Some(v) = value else { return default };
         let s = *v.get_ref();
         if !(s.is_finite() && s > 0.0 && s <= MAX_DOOR_TIME.as_secs_f64()) {
-            self.invalid(key, v.span(), "must be more than 0 and at most 3600 seconds");
+            self.invalid(
+                key,
+                v.span(),
+                "must be more than 0 and at most 3600 seconds",
+            );
             return default;
         }
         Duration::from_secs_f64(s)
@@ -633,26 +643,25 @@ impl Checker<'_> {
         }
     }
 
-    fn check(&mut self, raw: RawConfig) -> Option<Config> {
+    fn check(&mut self, raw: RawConfig) -> Config {
         let site = self.site(&raw.site);
         let buses = self.buses(&raw.bus);
-        let (readers, mut buses) = self.readers(&raw.reader, buses);
+        let (readers, buses) = self.readers(&raw.reader, buses);
         let doors = self.doors(&raw.door, &raw.reader, &readers);
         let storage = self.storage(&raw.storage);
         let api = raw.api.as_ref().and_then(|a| self.api(a));
         let mqtt = raw.mqtt.as_ref().and_then(|m| self.mqtt(m));
         let web = raw.web.as_ref().and_then(|w| self.web(w));
-        let buses: Vec<BusSettings> = buses.drain(..).map(|(_, b)| b).collect();
-        Some(Config {
+        Config {
             site,
-            buses,
+            buses: buses.into_iter().map(|(_, b)| b).collect(),
             readers: readers.into_iter().map(|(_, r)| r).collect(),
             doors,
             storage,
             api,
             mqtt,
             web,
-        })
+        }
     }
 
     fn site(&mut self, raw: &RawSite) -> SiteSettings {
@@ -678,8 +687,8 @@ impl Checker<'_> {
     }
 
     /// Buses with the line of their name; devices are added by `readers`.
-    fn buses(&mut self, raw: &[Spanned<RawBus>]) -> Vec<(usize, BusSettings)> {
-        let mut out: Vec<(usize, BusSettings)> = Vec::new();
+    fn buses(&mut self, raw: &[Spanned<RawBus>]) -> Lined<BusSettings> {
+        let mut out: Lined<BusSettings> = Vec::new();
         for b in raw {
             let b = b.get_ref();
             let name = self.name("bus.name", &b.name);
@@ -702,7 +711,10 @@ impl Checker<'_> {
                 self.invalid("bus.baud", b.baud.span(), "must be 1200 to 1000000");
             }
             let options = [
-                ("bus.rs485_rts_low", b.rs485_rts_low.as_ref().map(|s| s.span())),
+                (
+                    "bus.rs485_rts_low",
+                    b.rs485_rts_low.as_ref().map(|s| s.span()),
+                ),
                 (
                     "bus.rs485_rx_during_tx",
                     b.rs485_rx_during_tx.as_ref().map(|s| s.span()),
@@ -765,8 +777,8 @@ impl Checker<'_> {
     fn readers(
         &mut self,
         raw: &[Spanned<RawReader>],
-        mut buses: Vec<(usize, BusSettings)>,
-    ) -> (Vec<(usize, ReaderSettings)>, Vec<(usize, BusSettings)>) {
+        mut buses: Lined<BusSettings>,
+    ) -> (Lined<ReaderSettings>, Lined<BusSettings>) {
         let mut out: Vec<(usize, ReaderSettings)> = Vec::new();
         // (bus, address) -> (reader name, line)
         let mut addresses: HashMap<(u16, u8), (String, usize)> = HashMap::new();
@@ -825,10 +837,7 @@ impl Checker<'_> {
             }
             addresses.insert((bus_no, address), (name.clone(), line));
             if let Some(security) = security {
-                buses[bus].1.config.pds.push(PdConfig {
-                    address,
-                    security,
-                });
+                buses[bus].1.config.pds.push(PdConfig { address, security });
             }
             out.push((
                 line,
@@ -1093,7 +1102,11 @@ impl Checker<'_> {
         const MIN: u64 = 64 * 1024;
         if let Some(v) = &raw.outbox_alarm_bytes {
             if *v.get_ref() < MIN {
-                self.invalid("storage.outbox_alarm_bytes", v.span(), "must be at least 65536");
+                self.invalid(
+                    "storage.outbox_alarm_bytes",
+                    v.span(),
+                    "must be at least 65536",
+                );
             } else {
                 config.outbox_limit_bytes = *v.get_ref();
                 config.outbox_hard_limit_bytes = config.outbox_limit_bytes.saturating_mul(2);
@@ -1124,7 +1137,12 @@ impl Checker<'_> {
             Ok(k) => k,
             Err(e) => {
                 let path = self.path(raw.api_key_file.get_ref());
-                self.file_error("api.api_key_file", raw.api_key_file.span(), &path, e.to_string());
+                self.file_error(
+                    "api.api_key_file",
+                    raw.api_key_file.span(),
+                    &path,
+                    e.to_string(),
+                );
                 return None;
             }
         };

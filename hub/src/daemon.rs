@@ -197,7 +197,10 @@ pub fn summary(config: &Config) -> Vec<String> {
         None => out.push("api off".into()),
     }
     if let Some(m) = &config.mqtt {
-        out.push(format!("mqtt {} as {}/{} (not used yet)", m.url, m.tenant, m.hub_id));
+        out.push(format!(
+            "mqtt {} as {}/{} (not used yet)",
+            m.url, m.tenant, m.hub_id
+        ));
     }
     if let Some(w) = &config.web {
         out.push(format!("web on {} (not used yet)", w.listen));
@@ -390,10 +393,18 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
                 api.api_key.clone(),
                 Arc::new(OutboxSink(log.clone())),
             );
-            let app = check_api::router(state).merge(events::router(log.clone(), api.api_key.clone()));
+            let app =
+                check_api::router(state).merge(events::router(log.clone(), api.api_key.clone()));
             let mut stop = stop_rx.clone();
-            info!("serving http://{local}{} and {}", check_api::CHECK_PATH, events::EVENTS_PATH);
-            println!("{}", serde_json::json!({"event": "ready", "api": local.to_string()}));
+            info!(
+                "serving http://{local}{} and {}",
+                check_api::CHECK_PATH,
+                events::EVENTS_PATH
+            );
+            println!(
+                "{}",
+                serde_json::json!({"event": "ready", "api": local.to_string()})
+            );
             Some(tokio::spawn(async move {
                 axum::serve(listener, app)
                     .with_graceful_shutdown(async move {

@@ -152,11 +152,9 @@ impl HubEvent {
     /// An event from outbox bytes.
     pub fn decode(bytes: &[u8]) -> Result<Self, EventError> {
         match bytes.split_first() {
-            Some((&FORMAT, rest)) => {
-                postcard::from_bytes(rest).map_err(|_| EventError::Decode {
-                    format: Some(FORMAT),
-                })
-            }
+            Some((&FORMAT, rest)) => postcard::from_bytes(rest).map_err(|_| EventError::Decode {
+                format: Some(FORMAT),
+            }),
             other => Err(EventError::Decode {
                 format: other.map(|(f, _)| *f),
             }),
@@ -266,11 +264,7 @@ pub fn router(log: EventLog, api_key: ApiKey) -> Router {
         .with_state(ListState { log, api_key })
 }
 
-async fn list(
-    State(state): State<ListState>,
-    headers: HeaderMap,
-    uri: Uri,
-) -> Response {
+async fn list(State(state): State<ListState>, headers: HeaderMap, uri: Uri) -> Response {
     if !state.api_key.authorizes(&headers) {
         return check_api::unauthorized();
     }
@@ -324,7 +318,10 @@ mod tests {
         assert_eq!(ListQuery::parse(None), Ok(ListQuery::default()));
         assert_eq!(
             ListQuery::parse(Some("after=7&limit=3")),
-            Ok(ListQuery { after: 7, limit: Some(3) })
+            Ok(ListQuery {
+                after: 7,
+                limit: Some(3)
+            })
         );
         assert!(ListQuery::parse(Some("after=-1")).is_err());
         assert!(ListQuery::parse(Some("from=1")).is_err());
@@ -335,7 +332,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (store, _) = Store::open(crate::store::StoreConfig::new(dir.path())).unwrap();
         let log = EventLog::new(Arc::new(store));
-        let a = log.append(&HubEvent::new(EventKind::HubStarted, "a")).unwrap();
+        let a = log
+            .append(&HubEvent::new(EventKind::HubStarted, "a"))
+            .unwrap();
         let b = log.append(&HubEvent::new(EventKind::Device, "b")).unwrap();
         assert!(b.seq > a.seq);
         let all = log.list(0, 10).unwrap();

@@ -340,10 +340,10 @@ pub fn http(
 /// port 0).
 pub fn hub_daemon(config: &Path) -> (JsonProc, String) {
     let mut cmd = Command::new(hub_bin());
-    cmd.arg("run")
-        .arg("--config")
-        .arg(config)
-        .env("RUST_LOG", std::env::var("HUB_LOG").unwrap_or_else(|_| "warn".into()));
+    cmd.arg("run").arg("--config").arg(config).env(
+        "RUST_LOG",
+        std::env::var("HUB_LOG").unwrap_or_else(|_| "warn".into()),
+    );
     let mut p = JsonProc::spawn("hub-run", cmd);
     let ready = p.wait_for("ready line", Duration::from_secs(30), |v| {
         is(v, "event", json!("ready"))

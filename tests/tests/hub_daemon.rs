@@ -173,7 +173,10 @@ fn cards_and_pins_at_a_real_reader_drive_strike_and_leds_and_are_logged() {
     assert_eq!(granted["user"], json!("201"));
     assert_eq!(granted["reason"], json!("membership"));
     let shown = granted["credential"].as_str().unwrap();
-    assert!(shown.starts_with("****") && !shown.contains("34567"), "{shown}");
+    assert!(
+        shown.starts_with("****") && !shown.contains("34567"),
+        "{shown}"
+    );
 
     // An unknown card: red LED, and no release reaches the PD before it.
     let before = peer.seen.len();
@@ -183,7 +186,9 @@ fn cards_and_pins_at_a_real_reader_drive_strike_and_leds_and_are_logged() {
     });
     let released = peer.seen[before..]
         .iter()
-        .filter(|v| is_cmd(&v["command"], "output") && v["command"]["control_code"] == json!(OUT_ON))
+        .filter(|v| {
+            is_cmd(&v["command"], "output") && v["command"]["control_code"] == json!(OUT_ON)
+        })
         .count();
     assert_eq!(released, 0, "{:#?}", &peer.seen[before..]);
     let denied = wait_event(&api, "denied card decision", |e| {
@@ -289,7 +294,9 @@ fn sigterm_stops_the_daemon_cleanly_and_the_log_survives_a_restart() {
     let events = hub_events(&api, API_KEY);
     let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
-    assert!(events.iter().any(|e| e["seq"] == granted["seq"] && is(e, "granted", json!(true))));
+    assert!(events
+        .iter()
+        .any(|e| e["seq"] == granted["seq"] && is(e, "granted", json!(true))));
     let stopped = events
         .iter()
         .position(|e| is(e, "kind", json!("hub_stopped")))

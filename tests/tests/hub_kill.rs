@@ -64,11 +64,7 @@ impl Rng {
 
 /// Checks every answer against the hub's event list; returns the number of
 /// answered entries that had to be present.
-fn verify(
-    events: &[Value],
-    answers: &BTreeMap<u64, Answer>,
-    kills: &[Instant],
-) -> usize {
+fn verify(events: &[Value], answers: &BTreeMap<u64, Answer>, kills: &[Instant]) -> usize {
     let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
     assert!(
         seqs.windows(2).all(|w| w[0] < w[1]),
@@ -172,10 +168,14 @@ api_key_file = "api.key"
                         };
                         let arrived = Instant::now();
                         let seq = answer["entry_seq"].as_u64().expect("entry_seq");
-                        let before = answers
-                            .lock()
-                            .unwrap()
-                            .insert(seq, Answer { user, arrived, round });
+                        let before = answers.lock().unwrap().insert(
+                            seq,
+                            Answer {
+                                user,
+                                arrived,
+                                round,
+                            },
+                        );
                         assert!(before.is_none(), "sequence number {seq} handed out twice");
                     }
                 })

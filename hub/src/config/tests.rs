@@ -124,8 +124,22 @@ fn a_good_config_is_fully_resolved() {
     assert_eq!(door.door, "front");
     assert_eq!(door.entry, ReaderId::new(0, 1, 0));
     assert_eq!(door.exit, Some(ReaderId::new(0, 2, 0)));
-    assert_eq!(door.strike, Point { bus: 0, pd: 1, no: 0 });
-    assert_eq!(door.rex, Some(Point { bus: 0, pd: 2, no: 1 }));
+    assert_eq!(
+        door.strike,
+        Point {
+            bus: 0,
+            pd: 1,
+            no: 0
+        }
+    );
+    assert_eq!(
+        door.rex,
+        Some(Point {
+            bus: 0,
+            pd: 2,
+            no: 1
+        })
+    );
     assert_eq!(door.config.pulse, Duration::from_secs(4));
     assert_eq!(door.config.held_open_after, Duration::from_secs(20));
     assert!(door.config.has_position_switch);
@@ -177,35 +191,69 @@ fn syntax_errors_name_the_line() {
     let e = f.error(&with("baud = 9600", "baud = \"fast\""));
     assert!(matches!(e, ConfigError::Syntax { line: 9, .. }), "{e}");
     let e = f.error(&with("baud = 9600", "baud = 9600\nparity = \"even\""));
-    assert!(matches!(&e, ConfigError::Syntax { line: 10, message } if message.contains("parity")), "{e}");
+    assert!(
+        matches!(&e, ConfigError::Syntax { line: 10, message } if message.contains("parity")),
+        "{e}"
+    );
     // A missing key is named.
     let e = f.error(&with("port = \"/dev/ttyUSB0\"\n", ""));
-    assert!(matches!(&e, ConfigError::Syntax { message, .. } if message.contains("port")), "{e}");
+    assert!(
+        matches!(&e, ConfigError::Syntax { message, .. } if message.contains("port")),
+        "{e}"
+    );
 }
 
 #[test]
 fn bad_time_zone() {
     let f = Files::new();
     let e = f.error(&with("Europe/Berlin", "Europe/Gotham"));
-    assert!(matches!(&e, ConfigError::TimeZone { line: 3, name, .. } if name == "Europe/Gotham"), "{e}");
+    assert!(
+        matches!(&e, ConfigError::TimeZone { line: 3, name, .. } if name == "Europe/Gotham"),
+        "{e}"
+    );
     assert_eq!(e.key(), Some("site.time_zone"));
 }
 
 #[test]
 fn unknown_bus_in_a_reader() {
     let f = Files::new();
-    let e = f.error(&with("bus = \"main\"\naddress = 1", "bus = \"side\"\naddress = 1"));
-    assert!(matches!(&e, ConfigError::Unknown { line: 14, kind: "bus", name, .. } if name == "side"), "{e}");
+    let e = f.error(&with(
+        "bus = \"main\"\naddress = 1",
+        "bus = \"side\"\naddress = 1",
+    ));
+    assert!(
+        matches!(&e, ConfigError::Unknown { line: 14, kind: "bus", name, .. } if name == "side"),
+        "{e}"
+    );
     assert_eq!(e.key(), Some("reader.bus"));
 }
 
 #[test]
 fn unknown_reader_in_a_door() {
     let f = Files::new();
-    let e = f.error(&with("exit_reader = \"front-out\"", "exit_reader = \"lobby\""));
-    assert!(matches!(&e, ConfigError::Unknown { line: 28, kind: "reader", name, .. } if name == "lobby"), "{e}");
-    let e = f.error(&with("rex = { reader = \"front-out\"", "rex = { reader = \"side\""));
-    assert!(matches!(&e, ConfigError::Unknown { line: 31, kind: "reader", .. }), "{e}");
+    let e = f.error(&with(
+        "exit_reader = \"front-out\"",
+        "exit_reader = \"lobby\"",
+    ));
+    assert!(
+        matches!(&e, ConfigError::Unknown { line: 28, kind: "reader", name, .. } if name == "lobby"),
+        "{e}"
+    );
+    let e = f.error(&with(
+        "rex = { reader = \"front-out\"",
+        "rex = { reader = \"side\"",
+    ));
+    assert!(
+        matches!(
+            &e,
+            ConfigError::Unknown {
+                line: 31,
+                kind: "reader",
+                ..
+            }
+        ),
+        "{e}"
+    );
     assert_eq!(e.key(), Some("door.rex.reader"));
 }
 
@@ -223,11 +271,38 @@ fn duplicate_address_on_a_bus() {
 fn duplicate_names() {
     let f = Files::new();
     // The door's "front-out" is then unknown too: two errors.
-    let errors = f.parse(&with("name = \"front-out\"", "name = \"front-in\"")).unwrap_err();
-    assert!(errors.iter().any(|e| matches!(e, ConfigError::Duplicate { line: 20, kind: "reader", first_line: 13, .. })), "{errors:#?}");
-    let two_buses = with("[[reader]]\nname = \"front-in\"", "[[bus]]\nname = \"main\"\nport = \"/dev/ttyUSB1\"\n\n[[reader]]\nname = \"front-in\"");
+    let errors = f
+        .parse(&with("name = \"front-out\"", "name = \"front-in\""))
+        .unwrap_err();
+    assert!(
+        errors.iter().any(|e| matches!(
+            e,
+            ConfigError::Duplicate {
+                line: 20,
+                kind: "reader",
+                first_line: 13,
+                ..
+            }
+        )),
+        "{errors:#?}"
+    );
+    let two_buses = with(
+        "[[reader]]\nname = \"front-in\"",
+        "[[bus]]\nname = \"main\"\nport = \"/dev/ttyUSB1\"\n\n[[reader]]\nname = \"front-in\"",
+    );
     let e = f.error(&two_buses);
-    assert!(matches!(e, ConfigError::Duplicate { line: 13, kind: "bus", first_line: 7, .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            ConfigError::Duplicate {
+                line: 13,
+                kind: "bus",
+                first_line: 7,
+                ..
+            }
+        ),
+        "{e}"
+    );
 }
 
 #[test]
@@ -238,18 +313,30 @@ fn a_reader_wired_to_two_doors() {
     );
     let e = f.error(&text);
     let line = GOOD.lines().count() + 4;
-    assert!(matches!(&e, ConfigError::ReaderTwice { line: l, door, .. } if *l == line && door == "front"), "{e}");
+    assert!(
+        matches!(&e, ConfigError::ReaderTwice { line: l, door, .. } if *l == line && door == "front"),
+        "{e}"
+    );
 }
 
 #[test]
 fn unreadable_or_bad_key_files() {
     let f = Files::new();
-    let e = f.error(&with("key_file = \"front.key\"", "key_file = \"missing.key\""));
-    assert!(matches!(&e, ConfigError::File { line: 16, problem, .. } if problem.contains("cannot read")), "{e}");
+    let e = f.error(&with(
+        "key_file = \"front.key\"",
+        "key_file = \"missing.key\"",
+    ));
+    assert!(
+        matches!(&e, ConfigError::File { line: 16, problem, .. } if problem.contains("cannot read")),
+        "{e}"
+    );
     // Not a key: the message does not repeat the file's contents.
     std::fs::write(f.dir.path().join("front.key"), "not-a-key-zzzz").unwrap();
     let e = f.error(GOOD);
-    assert!(matches!(&e, ConfigError::File { line: 16, problem, .. } if problem.contains("32 hex")), "{e}");
+    assert!(
+        matches!(&e, ConfigError::File { line: 16, problem, .. } if problem.contains("32 hex")),
+        "{e}"
+    );
     assert!(!e.to_string().contains("zzzz"));
     // Readable by others.
     std::fs::write(f.dir.path().join("front.key"), KEY_HEX).unwrap();
@@ -259,7 +346,10 @@ fn unreadable_or_bad_key_files() {
     )
     .unwrap();
     let e = f.error(GOOD);
-    assert!(matches!(&e, ConfigError::File { problem, .. } if problem.contains("chmod 600")), "{e}");
+    assert!(
+        matches!(&e, ConfigError::File { problem, .. } if problem.contains("chmod 600")),
+        "{e}"
+    );
     assert!(!e.to_string().contains(KEY_HEX));
 }
 
@@ -268,14 +358,20 @@ fn api_key_file_problems() {
     let f = Files::new();
     std::fs::write(f.dir.path().join("api.key"), "  \n").unwrap();
     let e = f.error(GOOD);
-    assert!(matches!(&e, ConfigError::File { key, line: 40, .. } if key == "api.api_key_file"), "{e}");
+    assert!(
+        matches!(&e, ConfigError::File { key, line: 40, .. } if key == "api.api_key_file"),
+        "{e}"
+    );
 }
 
 #[test]
 fn reader_security_must_be_chosen() {
     let f = Files::new();
     let e = f.error(&with("security = \"clear\"", "security = \"open\""));
-    assert!(matches!(&e, ConfigError::Invalid { line: 23, key, .. } if key == "reader.security"), "{e}");
+    assert!(
+        matches!(&e, ConfigError::Invalid { line: 23, key, .. } if key == "reader.security"),
+        "{e}"
+    );
     let e = f.error(&with("security = \"clear\"\n", ""));
     assert!(matches!(&e, ConfigError::Invalid { line: 20, .. }), "{e}");
     let e = f.error(&with("mode = \"card_or_pin\"", "security = \"clear\""));
@@ -288,15 +384,55 @@ fn out_of_range_values() {
     for (from, to, key, line) in [
         ("address = 1", "address = 127", "reader.address", 15),
         ("baud = 9600", "baud = 0", "bus.baud", 9),
-        ("reply_timeout_ms = 200", "reply_timeout_ms = 0", "bus.reply_timeout_ms", 10),
+        (
+            "reply_timeout_ms = 200",
+            "reply_timeout_ms = 0",
+            "bus.reply_timeout_ms",
+            10,
+        ),
         ("pulse_s = 4", "pulse_s = -1", "door.pulse_s", 32),
-        ("held_open_s = 20", "held_open_s = 7200", "door.held_open_s", 33),
-        ("mode = \"card_or_pin\"", "mode = \"face\"", "reader.mode", 17),
-        ("listen = \"127.0.0.1:8080\"", "listen = \"localhost\"", "api.listen", 39),
-        ("url = \"mqtts://broker.example:8883\"", "url = \"https://x\"", "mqtt.url", 43),
-        ("hub_id = \"hub-1\"", "hub_id = \"hub/1\"", "mqtt.hub_id", 45),
-        ("password_hash = \"$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA\"", "password_hash = \"hunter2\"", "web.password_hash", 53),
-        ("path = \"store\"", "path = \"store\"\noutbox_alarm_bytes = 10", "storage.outbox_alarm_bytes", 37),
+        (
+            "held_open_s = 20",
+            "held_open_s = 7200",
+            "door.held_open_s",
+            33,
+        ),
+        (
+            "mode = \"card_or_pin\"",
+            "mode = \"face\"",
+            "reader.mode",
+            17,
+        ),
+        (
+            "listen = \"127.0.0.1:8080\"",
+            "listen = \"localhost\"",
+            "api.listen",
+            39,
+        ),
+        (
+            "url = \"mqtts://broker.example:8883\"",
+            "url = \"https://x\"",
+            "mqtt.url",
+            43,
+        ),
+        (
+            "hub_id = \"hub-1\"",
+            "hub_id = \"hub/1\"",
+            "mqtt.hub_id",
+            45,
+        ),
+        (
+            "password_hash = \"$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA\"",
+            "password_hash = \"hunter2\"",
+            "web.password_hash",
+            53,
+        ),
+        (
+            "path = \"store\"",
+            "path = \"store\"\noutbox_alarm_bytes = 10",
+            "storage.outbox_alarm_bytes",
+            37,
+        ),
     ] {
         let e = f.error(&with(from, to));
         assert!(
@@ -308,7 +444,10 @@ fn out_of_range_values() {
     let e = f.error(&with("baud = 9600", "baud = 9600\nrs485_rts_low = true"));
     assert!(matches!(&e, ConfigError::Invalid { line: 10, .. }), "{e}");
     let c = f
-        .parse(&with("baud = 9600", "baud = 9600\nrs485 = true\nrs485_rts_low = true\nrs485_delay_after_ms = 2"))
+        .parse(&with(
+            "baud = 9600",
+            "baud = 9600\nrs485 = true\nrs485_rts_low = true\nrs485_delay_after_ms = 2",
+        ))
         .unwrap();
     let rs = c.buses[0].config.rs485.unwrap();
     assert!(!rs.rts_on_send && rs.rts_after_send);
@@ -327,7 +466,10 @@ fn every_error_is_reported_at_once() {
         errors,
     }
     .to_string();
-    assert!(shown.starts_with("hub.toml: line 3: site.time_zone"), "{shown}");
+    assert!(
+        shown.starts_with("hub.toml: line 3: site.time_zone"),
+        "{shown}"
+    );
 }
 
 #[test]
