@@ -181,7 +181,7 @@ api_key_file = "api.key"
                 })
             })
             .collect();
-        let run_for = Duration::from_millis(250 + rng.next() % 1000);
+        let run_for = Duration::from_millis(200 + rng.next() % 700);
         std::thread::sleep(run_for);
         let kill_at = Instant::now();
         drop(hub); // SIGKILL, then reap
