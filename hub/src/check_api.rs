@@ -11,7 +11,8 @@
 //!   axum, authenticated by the `X-API-Key` header, compared in constant
 //!   time. The endpoint stores nothing: a check with `check_only: false`
 //!   hands its decision to the caller's [`EntrySink`], and the daemon
-//!   records the entry.
+//!   records the entry in its outbox before the answer goes out; the
+//!   answer then carries the entry's sequence number as `entry_seq`.
 //!
 //! The current [`View`] lives in an [`ArcSwap`] ([`SharedView`]): every
 //! request loads it without a lock (a decision takes about a microsecond and
@@ -135,9 +136,13 @@ pub fn response_json(decision: &Decision, view: &View) -> Value {
 /// false`, for the daemon to record the entry. The endpoint itself stores
 /// nothing.
 pub trait EntrySink: Send + Sync + 'static {
-    /// Takes one decision to record. An error makes the endpoint answer 503
-    /// (the entry could not be recorded), so the caller can retry.
-    fn record(&self, decision: Decision) -> Result<(), SinkError>;
+    /// Takes one decision to record and returns the sequence number of the
+    /// stored entry when it was stored before returning (the daemon's
+    /// outbox), `None` when it was only queued. The endpoint answers after
+    /// this returns, with the number as `entry_seq`. An error makes the
+    /// endpoint answer 503 (the entry could not be recorded), so the caller
+    /// can retry.
+    fn record(&self, decision: Decision) -> Result<Option<u64>, SinkError>;
 }
 
 /// An [`EntrySink`] refused a decision.
@@ -149,16 +154,20 @@ pub enum SinkError {
     /// The receiving side is gone (the daemon is shutting down).
     #[error("entry log is closed")]
     Closed,
+    /// The entry log failed to store the entry (a storage error).
+    #[error("entry log failed")]
+    Failed,
 }
 
 /// A bounded tokio channel is a sink: a full channel answers 503 rather
 /// than waiting.
 impl EntrySink for mpsc::Sender<Decision> {
-    fn record(&self, decision: Decision) -> Result<(), SinkError> {
+    fn record(&self, decision: Decision) -> Result<Option<u64>, SinkError> {
         self.try_send(decision).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => SinkError::Full,
             mpsc::error::TrySendError::Closed(_) => SinkError::Closed,
-        })
+        })?;
+        Ok(None)
     }
 }
 
@@ -196,6 +205,15 @@ impl ApiKey {
     /// differ (only the length may show).
     pub fn matches(&self, presented: &[u8]) -> bool {
         bool::from(self.0.as_slice().ct_eq(presented))
+    }
+
+    /// Whether a request's `X-API-Key` (or `X-DOOR-API-KEY`) header holds
+    /// the key.
+    pub fn authorizes(&self, headers: &HeaderMap) -> bool {
+        [API_KEY_HEADER, HIVE_API_KEY_HEADER]
+            .iter()
+            .filter_map(|name| headers.get(*name))
+            .any(|value| self.matches(value.as_bytes()))
     }
 }
 
@@ -283,13 +301,11 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 }
 
 fn authorized(state: &CheckState, headers: &HeaderMap) -> bool {
-    [API_KEY_HEADER, HIVE_API_KEY_HEADER]
-        .iter()
-        .filter_map(|name| headers.get(*name))
-        .any(|value| state.api_key.matches(value.as_bytes()))
+    state.api_key.authorizes(headers)
 }
 
-fn unauthorized() -> Response {
+/// The 401 answer for a missing or wrong key, in the API's shape.
+pub fn unauthorized() -> Response {
     error(StatusCode::UNAUTHORIZED, "missing or wrong X-API-Key")
 }
 
@@ -363,7 +379,7 @@ async fn check(
     };
     let view = state.view.load();
     let decision = access::decide(&Request::check(door, query), &view, (state.clock)());
-    let answer = response_json(&decision, &view);
+    let mut answer = response_json(&decision, &view);
     tracing::info!(
         door = %decision.door,
         granted = decision.granted,
@@ -372,12 +388,16 @@ async fn check(
         "access check"
     );
     if decision.records_entry {
-        if let Err(e) = state.sink.record(decision) {
-            tracing::warn!(door, "access check: entry not recorded: {e}");
-            return error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("{e}: entry not recorded, try again"),
-            );
+        match state.sink.record(decision) {
+            Ok(Some(seq)) => answer["entry_seq"] = json!(seq),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(door, "access check: entry not recorded: {e}");
+                return error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("{e}: entry not recorded, try again"),
+                );
+            }
         }
     }
     Json(answer).into_response()
@@ -657,6 +677,38 @@ mod tests {
         let (status, json) = call(&app, Some(KEY), body).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(json["success"], false);
+    }
+
+    /// A sink that stores entries and numbers them, like the daemon's.
+    struct Numbered(std::sync::Mutex<Vec<Decision>>);
+
+    impl EntrySink for Numbered {
+        fn record(&self, decision: Decision) -> Result<Option<u64>, SinkError> {
+            let mut stored = self.0.lock().unwrap();
+            stored.push(decision);
+            Ok(Some(100 + stored.len() as u64))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stored_entry_is_answered_with_its_sequence_number() {
+        let sink = Arc::new(Numbered(std::sync::Mutex::new(Vec::new())));
+        let shared: SharedView = Arc::new(ArcSwap::from_pointee(view()));
+        let app = router(
+            CheckState::new(shared, ApiKey::new(KEY).unwrap(), sink.clone()).with_clock(now),
+        );
+        let (_, json) = call(&app, Some(KEY), r#"{"door_id": "front", "id": "201"}"#).await;
+        assert_eq!(json["entry_seq"], 101);
+        let (_, json) = call(&app, Some(KEY), r#"{"door_id": "back", "id": "201"}"#).await;
+        assert_eq!(json["entry_seq"], 102);
+        // A check only is not stored and has no number.
+        let body = r#"{"door_id": "front", "id": "201", "check_only": true}"#;
+        assert!(call(&app, Some(KEY), body)
+            .await
+            .1
+            .get("entry_seq")
+            .is_none());
+        assert_eq!(sink.0.lock().unwrap().len(), 2);
     }
 
     #[tokio::test]

@@ -19,6 +19,13 @@
 //! - [`check_api`]: the door-access check as JSON and as an HTTP endpoint
 //!   (`POST /api/v1/access/check`, axum).
 //! - [`access_cli`]: `hub access check` and `hub access serve`.
+//! - [`config`]: the hub's TOML config file, parsed once into a checked
+//!   [`config::Config`] (errors name the key and the line).
+//! - [`daemon`]: `hub run --config FILE`, the hub itself: store, data set,
+//!   buses, the site controller, the HTTP check and event list; and
+//!   `hub check-config`.
+//! - [`events`]: access-log events ([`events::HubEvent`]) in the store's
+//!   outbox, and `GET /api/v1/events`.
 //! - [`store`]: the persistent store on sled: the cloud's data set (records
 //!   in named collections, replaced or changed atomically) and the durable
 //!   access-log outbox.
@@ -26,7 +33,9 @@
 //!   kind of record, saved as one atomic snapshot and loaded consistently.
 //!
 //! The binary (`src/main.rs`) only parses the command line with [`Cli`],
-//! calls [`init_tracing`] and hands over to [`run`]. Logs go to stderr
+//! calls [`init_tracing`] and hands over to [`run`] (or, for their exit
+//! codes, to [`access_cli::main`], [`daemon::run_main`] and
+//! [`daemon::check_config_main`]). Logs go to stderr
 //! (`RUST_LOG` filters them); stdout carries only the tool's JSON lines.
 
 pub mod access;
@@ -34,9 +43,12 @@ pub mod access_cli;
 pub mod access_input;
 pub mod bus;
 pub mod check_api;
+pub mod config;
+pub mod daemon;
 pub mod dataset_file;
 pub mod demo;
 pub mod door;
+pub mod events;
 pub mod osdp_cli;
 pub mod site;
 pub mod site_data;
@@ -76,6 +88,12 @@ pub enum HubCommand {
     /// `hub access check` (one decision as JSON) and `hub access serve` (the
     /// HTTP check endpoint). See docs/access-check.md.
     Access(access_cli::AccessArgs),
+    /// The hub daemon: readers, doors, the access log and the HTTP check,
+    /// from a config file. See docs/config.md.
+    Run(daemon::RunArgs),
+    /// Checks a config file: prints OK and a summary (exit 0) or every
+    /// problem with its line (exit 2).
+    CheckConfig(daemon::CheckConfigArgs),
 }
 
 /// Sends `tracing` output to stderr, filtered by `RUST_LOG` (default: info
@@ -109,6 +127,13 @@ pub fn run(cli: Cli) -> Result<(), osdp_cli::CliError> {
         HubCommand::Demo(args) => runtime.block_on(demo::run(&args)),
         HubCommand::Access(args) => runtime
             .block_on(access_cli::run(args))
+            .map(|_| ())
+            .map_err(|e| osdp_cli::CliError::Usage(e.to_string())),
+        HubCommand::Run(args) => config::load(&args.config)
+            .map_err(daemon::DaemonError::from)
+            .and_then(|c| runtime.block_on(daemon::run(c)))
+            .map_err(|e| osdp_cli::CliError::Usage(e.to_string())),
+        HubCommand::CheckConfig(args) => config::load(&args.config)
             .map(|_| ())
             .map_err(|e| osdp_cli::CliError::Usage(e.to_string())),
     };

@@ -9,8 +9,11 @@ fn main() -> ExitCode {
     let cli = hub::Cli::parse();
     hub::init_tracing();
     // `hub access` has its own exit codes: 0 granted, 1 denied, 2 error.
+    // `hub run` and `hub check-config`: 0 fine, 2 config errors, 1 other.
     let cli = match cli.command {
         hub::HubCommand::Access(args) => return hub::access_cli::main(args),
+        hub::HubCommand::Run(args) => return hub::daemon::run_main(&args),
+        hub::HubCommand::CheckConfig(args) => return hub::daemon::check_config_main(&args),
         command => hub::Cli { command },
     };
     let result: anyhow::Result<()> = hub::run(cli).map_err(anyhow::Error::from);

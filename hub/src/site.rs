@@ -112,6 +112,8 @@ pub enum Effect {
     Decided {
         /// Where it was presented.
         reader: ReaderId,
+        /// The card presented, masked (`****4567`); `None` for a PIN alone.
+        credential: Option<String>,
         /// The decision, with its reason and message.
         decision: Box<Decision>,
     },
@@ -208,6 +210,16 @@ impl Site {
             input_bits: HashMap::new(),
             effects: VecDeque::new(),
         })
+    }
+
+    /// Gives one reader its own input settings (mode, PIN lengths) instead
+    /// of the site's default.
+    pub fn configure_reader(
+        &mut self,
+        reader: ReaderId,
+        input: InputConfig,
+    ) -> Result<(), SiteError> {
+        Ok(self.inputs.configure(reader, input)?)
     }
 
     /// Replaces the access data (a new snapshot or revision was applied).
@@ -374,6 +386,7 @@ impl Site {
             let n = CardNumber::new(facility, c.number);
             n.with_raw(&c.data).unwrap_or(n)
         };
+        let credential = p.card().map(|c| card_number(c).to_string());
         let with_pin = matches!(
             p,
             Presentation::Pin { .. } | Presentation::CardAndPin { .. }
@@ -423,6 +436,7 @@ impl Site {
         let first_card = decision.granted && decision.first_card_unlock;
         self.effects.push_back(Effect::Decided {
             reader,
+            credential,
             decision: Box::new(decision),
         });
         self.doors[i].door.handle(input, now);

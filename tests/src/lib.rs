@@ -299,3 +299,85 @@ pub fn hub(args: &[&str]) -> JsonProc {
 pub fn is(v: &Value, key: &str, want: Value) -> bool {
     v.get(key) == Some(&want)
 }
+
+/// One HTTP/1.1 request to `addr` (`127.0.0.1:PORT`) with `X-API-Key: key`
+/// and an optional JSON body, on a fresh connection; returns the status and
+/// the JSON body (`Value::Null` if it is not JSON). `Err` when the
+/// connection fails or is cut (the server died).
+pub fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    key: &str,
+    body: Option<&Value>,
+) -> std::io::Result<(u16, Value)> {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nX-API-Key: {key}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "no complete response")
+    })?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "no status"))?;
+    Ok((status, serde_json::from_str(body).unwrap_or(Value::Null)))
+}
+
+/// Starts `hub run --config CONFIG` and waits for its ready line; returns
+/// the process and the API address it listens on (`[api] listen` may use
+/// port 0).
+pub fn hub_daemon(config: &Path) -> (JsonProc, String) {
+    let mut cmd = Command::new(hub_bin());
+    cmd.arg("run").arg("--config").arg(config).env(
+        "RUST_LOG",
+        std::env::var("HUB_LOG").unwrap_or_else(|_| "warn".into()),
+    );
+    let mut p = JsonProc::spawn("hub-run", cmd);
+    let ready = p.wait_for("ready line", Duration::from_secs(30), |v| {
+        is(v, "event", json!("ready"))
+    });
+    let api = ready["api"].as_str().unwrap_or_default().to_string();
+    (p, api)
+}
+
+/// Every event the hub lists at `GET /api/v1/events`, paging through.
+pub fn hub_events(api: &str, key: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut after = 0u64;
+    loop {
+        let (status, page) = http(
+            api,
+            "GET",
+            &format!("/api/v1/events?after={after}&limit=1000"),
+            key,
+            None,
+        )
+        .expect("GET /api/v1/events");
+        assert_eq!(status, 200, "{page}");
+        let events = page["events"].as_array().expect("events").clone();
+        if events.is_empty() {
+            return out;
+        }
+        after = page["next_after"].as_u64().expect("next_after");
+        out.extend(events);
+    }
+}
+
+/// Writes a secret file readable by its owner only (mode 600).
+pub fn write_secret(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).expect("write secret");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod 600");
+}

@@ -1,0 +1,727 @@
+//! `hub run --config FILE`: the hub daemon, and `hub check-config`.
+//!
+//! [`run`] takes a checked [`Config`] and runs until SIGTERM or SIGINT:
+//!
+//! 1. opens the store ([`Store::open`]); a replaced (damaged) store becomes a
+//!    `store_recovered` alarm event;
+//! 2. loads the data set from the store, or, when the store has none, seeds
+//!    it from `site.dataset_file` as a snapshot (revision 0); builds the
+//!    [`View`] and shares it in a [`SharedView`];
+//! 3. starts one bus task per `[[bus]]` ([`crate::bus::spawn`]) and one site
+//!    task that runs the [`Site`] controller: bus events in; commands,
+//!    decisions, refusals, alarms and device events out; timers; door modes
+//!    refreshed every second (the same loop shape as [`crate::demo`]);
+//! 4. serves `[api]`: the check endpoint ([`check_api::router`], entries
+//!    recorded in the outbox before the answer) and the event list
+//!    ([`events::router`]);
+//! 5. prints `{"event":"ready","api":"ADDR"}` on stdout once serving;
+//! 6. on SIGTERM/SIGINT stops serving, stops the site task and the buses,
+//!    logs `hub_stopped`, flushes and closes the store, and returns `Ok`.
+//!
+//! Every decision, refusal, alarm and device event becomes a
+//! [`HubEvent`] in the store's outbox ([`EventLog`]); each decision also
+//! logs one tracing line (card masked, PINs never). The decision path reads
+//! nothing from the store: decisions use the in-memory view, and an outbox
+//! append is an in-memory sled insert made durable by group commit.
+//!
+//! # Where cloud sync plugs in
+//!
+//! [`Hub`] is what a sync task gets: [`Hub::replace_view`] swaps in a new
+//! view (after a snapshot or change set was applied to the store), which
+//! the HTTP check uses at once and the site task takes on its next turn;
+//! [`Hub::log`] gives the outbox to read, send and acknowledge. Start such a
+//! task next to the others in [`run`] (see the comment there) and stop it
+//! with the same shutdown signal.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use clap::Args;
+use jiff::Timestamp;
+use osdp::card::CardFormatTable;
+use thiserror::Error;
+use tokio::sync::{mpsc, watch};
+use tracing::{info, warn};
+
+use crate::access::{self, DataSet, Decision, ModelError, View};
+use crate::access_input::{InputConfig, ReaderId};
+use crate::bus::{self, BusClient, BusError, BusEvent, BusHandle};
+use crate::check_api::{self, CheckState, EntrySink, SharedView, SinkError};
+use crate::config::{self, Config, ConfigErrors};
+use crate::dataset_file::{self, DataSetFileError};
+use crate::door::DoorAlarm;
+use crate::events::{self, EventError, EventKind, EventLog, HubEvent};
+use crate::site::{DeviceEvent, Effect, Site, SiteError};
+use crate::site_data::{self, SiteDataError};
+use crate::store::{Store, StoreError};
+
+/// `hub run` arguments.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The config file (TOML, see docs/config.md).
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+}
+
+/// `hub check-config` arguments.
+#[derive(Debug, Args)]
+pub struct CheckConfigArgs {
+    /// The config file (TOML, see docs/config.md).
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+}
+
+/// Why the daemon could not start or stopped with an error.
+#[derive(Debug, Error)]
+pub enum DaemonError {
+    /// The config file has problems.
+    #[error("{0}")]
+    Config(#[from] ConfigErrors),
+    /// The store could not be opened or closed.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// The data set in the store could not be loaded or seeded.
+    #[error("data set in the store: {0}")]
+    SiteData(#[from] SiteDataError),
+    /// The seed data set file could not be loaded.
+    #[error(transparent)]
+    DataSetFile(#[from] DataSetFileError),
+    /// The stored data set does not build a view.
+    #[error("stored data set: {0}")]
+    Model(#[from] ModelError),
+    /// A bus could not be started.
+    #[error("bus {name}: {source}")]
+    Bus {
+        /// The bus's name.
+        name: String,
+        /// What failed.
+        #[source]
+        source: BusError,
+    },
+    /// The door wiring was refused by the site controller.
+    #[error(transparent)]
+    Site(#[from] SiteError),
+    /// An event could not be logged at start or stop.
+    #[error("event log: {0}")]
+    Events(#[from] EventError),
+    /// Listening or serving HTTP failed, or the runtime could not start.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// `hub check-config`: prints `OK` and a summary (exit 0), or every problem
+/// (exit 2).
+pub fn check_config_main(args: &CheckConfigArgs) -> ExitCode {
+    match config::load(&args.config) {
+        Ok(config) => {
+            println!("OK {}", args.config.display());
+            for line in summary(&config) {
+                println!("  {line}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The short summary `check-config` prints.
+pub fn summary(config: &Config) -> Vec<String> {
+    let mut out = vec![format!(
+        "site {} ({}){}",
+        config.site.id,
+        config.site.time_zone,
+        config
+            .site
+            .dataset_file
+            .as_ref()
+            .map(|p| format!(", seed data set {}", p.display()))
+            .unwrap_or_default()
+    )];
+    for (i, b) in config.buses.iter().enumerate() {
+        let readers: Vec<&str> = config
+            .readers
+            .iter()
+            .filter(|r| usize::from(r.id.bus) == i)
+            .map(|r| r.name.as_str())
+            .collect();
+        out.push(format!(
+            "bus {} on {} at {} baud{}: readers {}",
+            b.name,
+            b.config.port,
+            b.config.baud,
+            if b.config.rs485.is_some() {
+                ", RS-485 mode"
+            } else {
+                ""
+            },
+            if readers.is_empty() {
+                "none".to_owned()
+            } else {
+                readers.join(", ")
+            }
+        ));
+    }
+    for d in &config.doors {
+        let name = |r: &ReaderId| config.reader_name(r).unwrap_or("?").to_owned();
+        out.push(format!(
+            "door {}: entry {}{}{}{}",
+            d.door,
+            name(&d.entry),
+            d.exit
+                .as_ref()
+                .map(|r| format!(", exit {}", name(r)))
+                .unwrap_or_default(),
+            if d.position.is_some() {
+                ", position switch"
+            } else {
+                ""
+            },
+            if d.rex.is_some() { ", exit button" } else { "" },
+        ));
+    }
+    out.push(format!("storage {}", config.storage.path.display()));
+    match &config.api {
+        Some(api) => out.push(format!("api on {}", api.listen)),
+        None => out.push("api off".into()),
+    }
+    if let Some(m) = &config.mqtt {
+        out.push(format!(
+            "mqtt {} as {}/{} (not used yet)",
+            m.url, m.tenant, m.hub_id
+        ));
+    }
+    if let Some(w) = &config.web {
+        out.push(format!("web on {} (not used yet)", w.listen));
+    }
+    out
+}
+
+/// `hub run`: loads the config, runs the daemon on a new runtime, returns
+/// the exit code (0 after a clean stop, 2 for config errors, 1 otherwise).
+pub fn run_main(args: &RunArgs) -> ExitCode {
+    let config = match config::load(&args.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| DaemonError::Io {
+            context: "starting the tokio runtime".into(),
+            source,
+        })
+        .and_then(|rt| rt.block_on(run(config)));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hub run: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// What the daemon's tasks share, and what a sync task will get.
+#[derive(Debug)]
+pub struct Hub {
+    view: SharedView,
+    view_changed: watch::Sender<()>,
+    log: EventLog,
+}
+
+impl Hub {
+    /// The current view (the HTTP check loads it per request).
+    pub fn view(&self) -> &SharedView {
+        &self.view
+    }
+
+    /// Swaps in a new view: the HTTP check uses it from the next request,
+    /// the site task from its next turn. For sync after it applied a
+    /// snapshot or change set to the store.
+    pub fn replace_view(&self, view: Arc<View>) {
+        self.view.store(view);
+        self.view_changed.send_replace(());
+    }
+
+    /// The access log (the store's outbox).
+    pub fn log(&self) -> &EventLog {
+        &self.log
+    }
+}
+
+/// Records the HTTP check's entries in the outbox before the answer.
+struct OutboxSink(EventLog);
+
+impl EntrySink for OutboxSink {
+    fn record(&self, decision: Decision) -> Result<Option<u64>, SinkError> {
+        let event = HubEvent::decision(&decision, None, None);
+        match self.0.append(&event) {
+            Ok(appended) => {
+                info!(
+                    seq = appended.seq,
+                    door = %decision.door,
+                    granted = decision.granted,
+                    reason = %check_api::reason_code(&decision.reason),
+                    "entry recorded (api)"
+                );
+                Ok(Some(appended.seq))
+            }
+            Err(EventError::Store(StoreError::OutboxFull { .. })) => Err(SinkError::Full),
+            Err(e) => {
+                warn!("entry not recorded: {e}");
+                Err(SinkError::Failed)
+            }
+        }
+    }
+}
+
+/// Runs the daemon until SIGTERM or SIGINT. See the module documentation.
+pub async fn run(config: Config) -> Result<(), DaemonError> {
+    let (store, report) = Store::open(config.storage.clone())?;
+    let store = Arc::new(store);
+    let log = EventLog::new(Arc::clone(&store));
+    log.append(&HubEvent::new(
+        EventKind::HubStarted,
+        format!("hub started (site {})", config.site.id),
+    ))?;
+    if report.needs_alarm() {
+        warn!("the store was damaged and replaced; a full resync is needed");
+        log.append(&HubEvent::new(
+            EventKind::StoreRecovered,
+            "the store was damaged and replaced at start",
+        ))?;
+    }
+    if let Some(skipped) = &report.outbox_skipped {
+        info!(
+            from = skipped.start(),
+            to = skipped.end(),
+            "previous run did not stop cleanly; these event numbers are skipped"
+        );
+    }
+    let view = load_view(&config, &store, &log)?;
+    let (view_changed, view_rx) = watch::channel(());
+    let hub = Arc::new(Hub {
+        view: Arc::new(ArcSwap::from_pointee(view)),
+        view_changed,
+        log: log.clone(),
+    });
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    // Buses and the site task.
+    let mut site = Site::new(
+        config.doors.clone(),
+        InputConfig::default(),
+        CardFormatTable::builtin(),
+        hub.view.load_full(),
+    )?;
+    for r in &config.readers {
+        site.configure_reader(r.id, r.input.clone())?;
+    }
+    let (bus_tx, bus_rx) = mpsc::unbounded_channel();
+    let mut handles: Vec<BusHandle> = Vec::new();
+    for (i, b) in config.buses.iter().enumerate() {
+        let mut handle = bus::spawn(b.config.clone()).map_err(|source| DaemonError::Bus {
+            name: b.name.clone(),
+            source,
+        })?;
+        let bus_no = u16::try_from(i).unwrap_or(u16::MAX);
+        let mut events = std::mem::replace(&mut handle.events, mpsc::channel(1).1);
+        let tx = bus_tx.clone();
+        // Forward into one unbounded queue: the site task may wait on a
+        // bus's submit while that bus has events to hand over.
+        tokio::spawn(async move {
+            while let Some(e) = events.recv().await {
+                if tx.send((bus_no, e)).is_err() {
+                    break;
+                }
+            }
+        });
+        handles.push(handle);
+    }
+    let clients: Vec<BusClient> = handles.iter().map(BusHandle::client).collect();
+    let site_task = tokio::spawn(site_loop(
+        SiteTask {
+            site,
+            clients,
+            readers: config
+                .readers
+                .iter()
+                .map(|r| (r.id, r.name.clone()))
+                .collect(),
+            hub: Arc::clone(&hub),
+        },
+        Wakers {
+            bus_events: bus_rx,
+            _bus_tx: bus_tx,
+            view_rx,
+            stop: stop_rx.clone(),
+        },
+    ));
+
+    // A cloud sync task goes here: give it `Arc::clone(&hub)` (replace_view,
+    // log) and `stop_rx.clone()`, and await it at shutdown like the site task.
+
+    // HTTP.
+    let server = match &config.api {
+        Some(api) => {
+            let listener = tokio::net::TcpListener::bind(api.listen)
+                .await
+                .map_err(|source| DaemonError::Io {
+                    context: format!("listening on {}", api.listen),
+                    source,
+                })?;
+            let local = listener.local_addr().map_err(|source| DaemonError::Io {
+                context: "reading the listening address".into(),
+                source,
+            })?;
+            let state = CheckState::new(
+                Arc::clone(&hub.view),
+                api.api_key.clone(),
+                Arc::new(OutboxSink(log.clone())),
+            );
+            let app =
+                check_api::router(state).merge(events::router(log.clone(), api.api_key.clone()));
+            let mut stop = stop_rx.clone();
+            info!(
+                "serving http://{local}{} and {}",
+                check_api::CHECK_PATH,
+                events::EVENTS_PATH
+            );
+            println!(
+                "{}",
+                serde_json::json!({"event": "ready", "api": local.to_string()})
+            );
+            Some(tokio::spawn(async move {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    })
+                    .await
+            }))
+        }
+        None => {
+            println!("{}", serde_json::json!({"event": "ready"}));
+            None
+        }
+    };
+
+    shutdown_signal().await;
+    info!("stopping");
+    stop_tx.send_replace(true);
+    let mut result = Ok(());
+    if let Some(server) = server {
+        match server.await {
+            Ok(Ok(())) => {}
+            Ok(Err(source)) => {
+                result = Err(DaemonError::Io {
+                    context: "serving HTTP".into(),
+                    source,
+                })
+            }
+            Err(e) => warn!("the HTTP task ended abnormally: {e}"),
+        }
+    }
+    if let Err(e) = site_task.await {
+        warn!("the site task ended abnormally: {e}");
+    }
+    for h in handles {
+        h.shutdown().await;
+    }
+    log.append(&HubEvent::new(EventKind::HubStopped, "hub stopped"))?;
+    drop(hub);
+    drop(log);
+    match Arc::try_unwrap(store) {
+        Ok(store) => store.close()?,
+        // Something still holds it (cannot happen once the tasks are done):
+        // flush at least.
+        Err(store) => store.flush()?,
+    }
+    info!("stopped");
+    result
+}
+
+/// The view from the store, seeded from the data set file when the store
+/// has none.
+fn load_view(config: &Config, store: &Store, log: &EventLog) -> Result<View, DaemonError> {
+    let view = match site_data::load(store) {
+        Ok((data, revision)) => {
+            info!(revision, "data set loaded from the store");
+            View::build(data)?
+        }
+        Err(e) if e.needs_full_resync() => match &config.site.dataset_file {
+            Some(path) => seed(path, store, log)?,
+            None => {
+                warn!("no data set in the store and no site.dataset_file: every request is denied until one arrives");
+                View::build(DataSet {
+                    site: access::Site {
+                        id: config.site.id.clone(),
+                        time_zone: config.site.time_zone.clone(),
+                        ..access::Site::default()
+                    },
+                    ..DataSet::default()
+                })?
+            }
+        },
+        Err(e) => return Err(e.into()),
+    };
+    let data = view.data();
+    if data.site.time_zone != config.site.time_zone {
+        warn!(
+            config = %config.site.time_zone,
+            data_set = %data.site.time_zone,
+            "the data set's time zone differs from the config's; schedules follow the data set"
+        );
+    }
+    for d in &config.doors {
+        if view.door(&d.door).is_none() {
+            warn!(door = %d.door, "door is not in the data set: every credential is denied there");
+        }
+    }
+    Ok(view)
+}
+
+fn seed(path: &Path, store: &Store, log: &EventLog) -> Result<View, DaemonError> {
+    let view = dataset_file::load(path)?;
+    site_data::save_snapshot(store, view.data(), 0)?;
+    info!(file = %path.display(), "store seeded from the data set file (revision 0)");
+    log.append(&HubEvent::new(
+        EventKind::DataSeeded,
+        format!("data set seeded from {}", path.display()),
+    ))?;
+    Ok(view)
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+}
+
+/// The site controller and what its effects need.
+struct SiteTask {
+    site: Site,
+    clients: Vec<BusClient>,
+    readers: Vec<(ReaderId, String)>,
+    hub: Arc<Hub>,
+}
+
+impl SiteTask {
+    fn reader_name(&self, id: &ReaderId) -> Option<&str> {
+        self.readers
+            .iter()
+            .find(|(r, _)| r == id)
+            .map(|(_, n)| n.as_str())
+    }
+
+    fn device_name(&self, bus: u16, pd: u8) -> String {
+        self.readers
+            .iter()
+            .find(|(r, _)| r.bus == bus && r.pd == pd)
+            .map_or_else(|| format!("bus {bus} address {pd}"), |(_, n)| n.clone())
+    }
+
+    fn record(&self, event: &HubEvent) {
+        if let Err(e) = self.hub.log.append(event) {
+            // The door already acted; losing the log line is the lesser harm.
+            warn!("event not recorded: {e}");
+        }
+    }
+
+    async fn apply(&self, effect: Effect) {
+        match effect {
+            Effect::Command { bus, pd, command } => {
+                let Some(client) = self.clients.get(usize::from(bus)) else {
+                    return;
+                };
+                let name = command.name();
+                if let Err(e) = client.submit(pd, command).await {
+                    warn!(bus, pd, command = name, "command not sent: {e}");
+                }
+            }
+            Effect::Decided {
+                reader,
+                credential,
+                decision,
+            } => {
+                let name = self.reader_name(&reader);
+                info!(
+                    door = %decision.door,
+                    reader = name.unwrap_or("?"),
+                    granted = decision.granted,
+                    reason = %check_api::reason_code(&decision.reason),
+                    credential = credential.as_deref().unwrap_or("-"),
+                    user = decision.user.as_ref().map_or("-", |u| u.id.as_str()),
+                    "decision"
+                );
+                self.record(&HubEvent::decision(&decision, name, credential));
+            }
+            Effect::Refused { reader, why } => {
+                let name = self.reader_name(&reader);
+                info!(reader = name.unwrap_or("?"), %why, "refused");
+                let mut e = HubEvent::new(EventKind::Refused, why);
+                e.reader = name.map(str::to_owned);
+                e.granted = Some(false);
+                self.record(&e);
+            }
+            Effect::CodeUsed { code, at } => {
+                let mut e = HubEvent::new(
+                    EventKind::CodeUsed,
+                    format!("one-time access code {} used", code.as_str()),
+                );
+                e.at_ms = at.as_millisecond();
+                self.record(&e);
+            }
+            Effect::Alarm {
+                door,
+                alarm,
+                raised,
+            } => {
+                let what = match alarm {
+                    DoorAlarm::ForcedOpen => "forced_open",
+                    DoorAlarm::HeldOpen => "held_open",
+                };
+                let (kind, verb) = if raised {
+                    (EventKind::AlarmRaised, "raised")
+                } else {
+                    (EventKind::AlarmCleared, "cleared")
+                };
+                warn!(%door, alarm = what, "door alarm {verb}");
+                let mut e = HubEvent::new(kind, format!("door {door}: {what} {verb}"));
+                e.door = Some(door);
+                e.reason = Some(what.to_owned());
+                self.record(&e);
+            }
+            Effect::Device { bus, pd, event } => {
+                let what = match event {
+                    DeviceEvent::Online => "online",
+                    DeviceEvent::Offline => "offline",
+                    DeviceEvent::Tamper(true) => "tamper",
+                    DeviceEvent::Tamper(false) => "tamper_cleared",
+                    DeviceEvent::PowerFailure(true) => "power_failure",
+                    DeviceEvent::PowerFailure(false) => "power_ok",
+                };
+                let name = self.device_name(bus, pd);
+                info!(device = %name, event = what, "device");
+                let mut e = HubEvent::new(EventKind::Device, format!("{name}: {what}"));
+                e.reader = Some(name);
+                e.reason = Some(what.to_owned());
+                self.record(&e);
+            }
+        }
+    }
+
+    fn port_event(&self, bus: u16, event: &BusEvent) {
+        let (what, message) = match event {
+            BusEvent::PortLost { port, error } => ("port_lost", format!("{port}: {error}")),
+            BusEvent::PortReopened { port } => ("port_reopened", format!("{port} reopened")),
+            BusEvent::Osdp(_) => return,
+        };
+        let mut e = HubEvent::new(EventKind::Device, message);
+        e.reason = Some(what.to_owned());
+        e.reader = Some(format!("bus {bus}"));
+        self.record(&e);
+    }
+}
+
+/// Device tamper/power reports repeat on every status reply; log changes only.
+#[derive(Default)]
+struct DeviceStates(std::collections::HashMap<(u16, u8), (Option<bool>, Option<bool>)>);
+
+impl DeviceStates {
+    /// Whether `effect` is news (always true for non-device effects).
+    fn is_news(&mut self, effect: &Effect) -> bool {
+        let Effect::Device { bus, pd, event } = effect else {
+            return true;
+        };
+        let state = self.0.entry((*bus, *pd)).or_default();
+        match event {
+            DeviceEvent::Tamper(t) => state.0.replace(*t) != Some(*t),
+            DeviceEvent::PowerFailure(p) => {
+                // "Power fine" on first sight is not news.
+                let before = state.1.replace(*p);
+                before.map_or(*p, |b| b != *p)
+            }
+            DeviceEvent::Online | DeviceEvent::Offline => true,
+        }
+    }
+}
+
+/// What wakes the site task.
+struct Wakers {
+    bus_events: mpsc::UnboundedReceiver<(u16, BusEvent)>,
+    /// Keeps the queue open when there are no buses.
+    _bus_tx: mpsc::UnboundedSender<(u16, BusEvent)>,
+    view_rx: watch::Receiver<()>,
+    stop: watch::Receiver<bool>,
+}
+
+async fn site_loop(mut task: SiteTask, wakers: Wakers) {
+    let Wakers {
+        mut bus_events,
+        _bus_tx,
+        mut view_rx,
+        mut stop,
+    } = wakers;
+    const REFRESH: Duration = Duration::from_secs(1);
+    let mut next_refresh = Instant::now();
+    let mut devices = DeviceStates::default();
+    loop {
+        while let Some(effect) = task.site.poll_effect() {
+            if devices.is_news(&effect) {
+                task.apply(effect).await;
+            }
+        }
+        let now = Instant::now();
+        if now >= next_refresh {
+            task.site.refresh_modes(Timestamp::now(), now);
+            next_refresh = now + REFRESH;
+            continue;
+        }
+        let wake = task
+            .site
+            .poll_timeout()
+            .map_or(next_refresh, |t| t.min(next_refresh));
+        tokio::select! {
+            event = bus_events.recv() => match event {
+                Some((bus, BusEvent::Osdp(e))) => {
+                    task.site.handle_bus_event(bus, &e, Instant::now(), Timestamp::now());
+                }
+                    Some((bus, other)) => task.port_event(bus, &other),
+                None => return,
+            },
+            () = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => {
+                task.site.handle_timeout(Instant::now(), Timestamp::now());
+            }
+            changed = view_rx.changed() => {
+                if changed.is_ok() {
+                    task.site.set_view(task.hub.view.load_full());
+                }
+            }
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}

@@ -1,0 +1,305 @@
+//! The real hub daemon (`hub run --config`) against a real libosdp 3.2.9
+//! reader on a PTY bus: cards and PINs open the door (strike relay, green
+//! LED) or not (red LED, no relay), door position inputs raise forced-open
+//! and held-open alarms, and every one of them is in the access log the hub
+//! lists at `GET /api/v1/events`.
+//!
+//! One PD per bus (a single libosdp Python PD does not stall; see
+//! tests/peers/README.md). Needs `.venv` with libosdp (scripts/test-env.sh).
+
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic, missing_docs)]
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use e2e::{hub_daemon, hub_events, is, json, libosdp_pd, write_secret, JsonProc, TempDir, Value};
+
+const SCBK: &str = "00112233445566778899aabbccddeeff";
+const API_KEY: &str = "daemon-test-key";
+const SEC: Duration = Duration::from_secs(1);
+/// OSDP output control code "permanent on, abort timed" (strike released)
+/// and "permanent off, abort timed" (locked again).
+const OUT_ON: u64 = 2;
+const OUT_OFF: u64 = 1;
+/// LED colours as the harness reports them.
+const RED: u64 = 1;
+const GREEN: u64 = 2;
+
+/// Ann has card 12:34567 and PIN 4321 and a membership for the front door.
+const DATA_SET: &str = r#"{
+  "site": {"id": "e2e-site", "name": "E2E", "time_zone": "UTC"},
+  "doors": [{"id": "front", "name": "Front Door", "membership_type_ids": [1]}],
+  "users": [{
+    "id": "201", "first_name": "Ann", "last_name": "Lee",
+    "door_access_id": "12:34567",
+    "memberships": [{"id": 1, "type_id": 1, "type_name": "Monthly",
+                     "expires": "2099-01-01T00:00:00Z", "door_ids": ["front"]}]
+  }],
+  "credentials": [
+    {"id": "c-ann-pin", "user": "201", "access_method": "code", "code": "4321"}
+  ]
+}"#;
+
+struct Setup {
+    peer: JsonProc,
+    hub: JsonProc,
+    api: String,
+    _dir: TempDir,
+}
+
+/// A libosdp PD at address 1 (4 inputs, 2 outputs, secure channel) and the
+/// hub daemon with one door on it: strike on output 0, position switch on
+/// input 0, exit button on input 1.
+fn setup(held_open_s: u32) -> Setup {
+    let (mut peer, bus) = libosdp_pd(&[json!({"addr": 1, "scbk": SCBK, "secure": true})], false);
+    let dir = TempDir::new("hub-daemon");
+    let p = |name: &str| -> PathBuf { dir.path().join(name) };
+    std::fs::write(p("site.json"), DATA_SET).unwrap();
+    write_secret(&p("front.key"), SCBK);
+    write_secret(&p("api.key"), API_KEY);
+    let config = format!(
+        r#"
+[site]
+id = "e2e-site"
+time_zone = "UTC"
+dataset_file = "site.json"
+
+[[bus]]
+name = "main"
+port = "{bus}"
+offline_timeout_ms = 3000
+
+[[reader]]
+name = "front-in"
+bus = "main"
+address = 1
+key_file = "front.key"
+mode = "card_or_pin"
+
+[[door]]
+id = "front"
+entry_reader = "front-in"
+strike = {{ reader = "front-in", output = 0 }}
+position = {{ reader = "front-in", input = 0 }}
+rex = {{ reader = "front-in", input = 1 }}
+pulse_s = 3
+held_open_s = {held_open_s}
+
+[storage]
+path = "store"
+
+[api]
+listen = "127.0.0.1:0"
+api_key_file = "api.key"
+"#
+    );
+    std::fs::write(p("hub.toml"), config).unwrap();
+    let (hub, api) = hub_daemon(&p("hub.toml"));
+    peer.wait_for("secure channel with the hub", 20 * SEC, |v| {
+        is(v, "pd", json!(1)) && is(v, "event", json!("sc")) && is(v, "active", json!(true))
+    });
+    Setup {
+        peer,
+        hub,
+        api,
+        _dir: dir,
+    }
+}
+
+/// H10301 (26-bit Wiegand) bits for facility and number, left-justified in
+/// four bytes, as hex.
+fn h10301(facility: u32, number: u32) -> String {
+    let data = (facility & 0xFF) << 16 | (number & 0xFFFF);
+    let even = (data >> 12).count_ones() % 2; // makes the first half even
+    let odd = 1 - (data & 0xFFF).count_ones() % 2; // makes the second half odd
+    let bits = even << 25 | data << 1 | odd;
+    format!("{:08x}", bits << 6)
+}
+
+/// Waits for a command at the PD that satisfies `pred`, at or after index
+/// `from` of the peer's lines.
+fn command_at_pd(peer: &mut JsonProc, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let v = peer.wait_for(what, 15 * SEC, |v| {
+        is(v, "pd", json!(1)) && v.get("command").is_some() && pred(&v["command"])
+    });
+    v["command"].clone()
+}
+
+fn is_cmd(c: &Value, cmd: &str) -> bool {
+    c["cmd"] == json!(cmd)
+}
+
+/// Waits until the hub lists an event satisfying `pred`.
+fn wait_event(api: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + 15 * SEC;
+    loop {
+        let events = hub_events(api, API_KEY);
+        if let Some(e) = events.iter().find(|e| pred(e)) {
+            return e.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {what} in the hub's events: {events:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn cards_and_pins_at_a_real_reader_drive_strike_and_leds_and_are_logged() {
+    let _serial = e2e::exclusive();
+    let Setup {
+        mut peer,
+        hub: _hub,
+        api,
+        _dir,
+    } = setup(30);
+
+    // Ann's card: the strike relay is released and the LED turns green.
+    peer.send(json!({"do": "card", "addr": 1, "bits": 26, "hex": h10301(12, 34567)}));
+    let out = command_at_pd(&mut peer, "strike release", |c| {
+        is_cmd(c, "output") && c["control_code"] == json!(OUT_ON)
+    });
+    assert_eq!(out["output_no"], json!(0));
+    command_at_pd(&mut peer, "green LED", |c| {
+        is_cmd(c, "led") && c["on_color"] == json!(GREEN)
+    });
+    let granted = wait_event(&api, "granted card decision", |e| {
+        is(e, "kind", json!("decision")) && is(e, "method", json!("card"))
+    });
+    assert_eq!(granted["granted"], json!(true), "{granted}");
+    assert_eq!(granted["door"], json!("front"));
+    assert_eq!(granted["reader"], json!("front-in"));
+    assert_eq!(granted["user"], json!("201"));
+    assert_eq!(granted["reason"], json!("membership"));
+    let shown = granted["credential"].as_str().unwrap();
+    assert!(
+        shown.starts_with("****") && !shown.contains("34567"),
+        "{shown}"
+    );
+
+    // An unknown card: red LED, and no release reaches the PD before it.
+    let before = peer.seen.len();
+    peer.send(json!({"do": "card", "addr": 1, "bits": 26, "hex": h10301(99, 4242)}));
+    command_at_pd(&mut peer, "red LED", |c| {
+        is_cmd(c, "led") && c["on_color"] == json!(RED)
+    });
+    let released = peer.seen[before..]
+        .iter()
+        .filter(|v| {
+            is_cmd(&v["command"], "output") && v["command"]["control_code"] == json!(OUT_ON)
+        })
+        .count();
+    assert_eq!(released, 0, "{:#?}", &peer.seen[before..]);
+    let denied = wait_event(&api, "denied card decision", |e| {
+        is(e, "kind", json!("decision")) && is(e, "granted", json!(false))
+    });
+    assert_eq!(denied["reason"], json!("unknown_card"), "{denied}");
+    assert_eq!(denied["door"], json!("front"));
+    assert!(!denied["credential"].as_str().unwrap().contains("4242"));
+    assert!(!denied["message"].as_str().unwrap().contains("4242"));
+
+    // A PIN typed at the keypad and '#': released and green again (once
+    // the strike locked again after Ann's card, so the release is new).
+    command_at_pd(&mut peer, "strike locked again", |c| {
+        is_cmd(c, "output") && c["control_code"] == json!(OUT_OFF)
+    });
+    peer.send(json!({"do": "keys", "addr": 1, "keys": "4321#"}));
+    let pin = wait_event(&api, "PIN decision", |e| {
+        is(e, "kind", json!("decision")) && is(e, "method", json!("PIN"))
+    });
+    assert_eq!(pin["granted"], json!(true), "{pin}");
+    assert_eq!(pin["user"], json!("201"));
+    assert!(pin["credential"].is_null());
+    let out = command_at_pd(&mut peer, "strike release after the PIN", |c| {
+        is_cmd(c, "output") && c["control_code"] == json!(OUT_ON)
+    });
+    assert_eq!(out["output_no"], json!(0));
+    command_at_pd(&mut peer, "green LED after the PIN", |c| {
+        is_cmd(c, "led") && c["on_color"] == json!(GREEN)
+    });
+
+    // The PIN never appears in the log.
+    let all = serde_json::to_string(&hub_events(&api, API_KEY)).unwrap();
+    assert!(!all.contains("4321"), "{all}");
+}
+
+#[test]
+fn door_position_inputs_raise_forced_and_held_open_alarms() {
+    let _serial = e2e::exclusive();
+    let Setup {
+        mut peer,
+        hub: _hub,
+        api,
+        _dir,
+    } = setup(2);
+    let inputs = |peer: &mut JsonProc, open: u8| {
+        peer.send(json!({"do": "input", "addr": 1, "inputs": [open, 0, 0, 0]}));
+        peer.wait_for("input ack", 5 * SEC, |v| is(v, "ok", json!("input")));
+    };
+    let alarm = |kind: &str, reason: &str| {
+        wait_event(&api, &format!("{kind} {reason}"), |e| {
+            is(e, "kind", json!(kind)) && is(e, "reason", json!(reason))
+        })
+    };
+
+    // Closed, then opened with no grant: forced open; closed: cleared.
+    inputs(&mut peer, 0);
+    inputs(&mut peer, 1);
+    let forced = alarm("alarm_raised", "forced_open");
+    assert_eq!(forced["door"], json!("front"));
+    inputs(&mut peer, 0);
+    alarm("alarm_cleared", "forced_open");
+
+    // Granted, opened and left open past held_open_s (2 s): held open.
+    peer.send(json!({"do": "card", "addr": 1, "bits": 26, "hex": h10301(12, 34567)}));
+    command_at_pd(&mut peer, "strike release", |c| {
+        is_cmd(c, "output") && c["control_code"] == json!(OUT_ON)
+    });
+    inputs(&mut peer, 1);
+    let held = alarm("alarm_raised", "held_open");
+    assert_eq!(held["door"], json!("front"));
+    inputs(&mut peer, 0);
+    alarm("alarm_cleared", "held_open");
+    // The authorised opening was not a forced one.
+    let forced_count = hub_events(&api, API_KEY)
+        .iter()
+        .filter(|e| is(e, "kind", json!("alarm_raised")) && is(e, "reason", json!("forced_open")))
+        .count();
+    assert_eq!(forced_count, 1);
+}
+
+#[test]
+fn sigterm_stops_the_daemon_cleanly_and_the_log_survives_a_restart() {
+    let _serial = e2e::exclusive();
+    let Setup {
+        mut peer,
+        hub,
+        api,
+        _dir,
+    } = setup(30);
+    peer.send(json!({"do": "card", "addr": 1, "bits": 26, "hex": h10301(12, 34567)}));
+    let granted = wait_event(&api, "granted decision", |e| {
+        is(e, "kind", json!("decision")) && is(e, "granted", json!(true))
+    });
+    // SIGTERM: exit 0, with a hub_stopped event last.
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &hub.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = hub.close(10 * SEC).expect("the hub exits after SIGTERM");
+    assert!(exit.success(), "{exit:?}");
+    let (_hub, api) = hub_daemon(&_dir.path().join("hub.toml"));
+    let events = hub_events(&api, API_KEY);
+    let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    assert!(events
+        .iter()
+        .any(|e| e["seq"] == granted["seq"] && is(e, "granted", json!(true))));
+    let stopped = events
+        .iter()
+        .position(|e| is(e, "kind", json!("hub_stopped")))
+        .expect("hub_stopped logged");
+    assert!(is(&events[stopped + 1], "kind", json!("hub_started")));
+}
