@@ -29,6 +29,10 @@
 //! - [`store`]: the persistent store on sled: the cloud's data set (records
 //!   in named collections, replaced or changed atomically) and the durable
 //!   access-log outbox.
+//! - [`status`]: the hub's status snapshot ([`status::HubStatus`]) shared
+//!   by the web page, `/metrics` and health reports.
+//! - [`web`]: the technician's web page (login, live status, actions) and
+//!   Prometheus `/metrics`, on axum.
 //! - [`site_data`]: the access data set in the store, one collection per
 //!   kind of record, saved as one atomic snapshot and loaded consistently.
 //!
@@ -52,10 +56,12 @@ pub mod events;
 pub mod osdp_cli;
 pub mod site;
 pub mod site_data;
+pub mod status;
 pub mod store;
 #[cfg(test)]
 mod test_pty;
 pub mod virtual_pd;
+pub mod web;
 
 use clap::{Parser, Subcommand};
 
@@ -94,6 +100,9 @@ pub enum HubCommand {
     /// Checks a config file: prints OK and a summary (exit 0) or every
     /// problem with its line (exit 2).
     CheckConfig(daemon::CheckConfigArgs),
+    /// Reads a password (one line on stdin) and prints its Argon2id hash
+    /// for the config's `[web] password_hash`.
+    HashPassword,
 }
 
 /// Sends `tracing` output to stderr, filtered by `RUST_LOG` (default: info
@@ -136,10 +145,32 @@ pub fn run(cli: Cli) -> Result<(), osdp_cli::CliError> {
         HubCommand::CheckConfig(args) => config::load(&args.config)
             .map(|_| ())
             .map_err(|e| osdp_cli::CliError::Usage(e.to_string())),
+        HubCommand::HashPassword => hash_password_from_stdin(),
     };
     // Do not wait for blocking work (such as a pending stdin read).
     runtime.shutdown_background();
     result
+}
+
+/// `hub hash-password`: one line from stdin in, a PHC string out.
+fn hash_password_from_stdin() -> Result<(), osdp_cli::CliError> {
+    let mut line = zeroize::Zeroizing::new(String::new());
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|source| osdp_cli::CliError::Io {
+            context: "reading the password from stdin".into(),
+            source,
+        })?;
+    let password = line.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        return Err(osdp_cli::CliError::Usage(
+            "give the password as one line on stdin".into(),
+        ));
+    }
+    let hash =
+        web::auth::hash_password(password).map_err(|e| osdp_cli::CliError::Usage(e.to_string()))?;
+    println!("{hash}");
+    Ok(())
 }
 
 #[cfg(test)]
