@@ -599,6 +599,10 @@ enum SeenIds {
     Set(HashSet<Box<str>>),
 }
 
+/// An access code of a (door, PIN) group with its precedence key
+/// (created_at, id): the oldest is set.
+type RankedCode = (Timestamp, AccessCodeId, u32);
+
 /// Builds a [`View`] from records streamed kind by kind, in this order: the
 /// site and holidays ([`ViewBuilder::new`]), doors, users, members,
 /// credentials, then [`ViewBuilder::end_credentials`], schedules, accesses,
@@ -643,8 +647,7 @@ pub(crate) struct ViewBuilder {
     user_events: Vec<Vec<u32>>,
     code_index: HashMap<AccessCodeId, u32>,
     codes: Vec<CodeEntry>,
-    /// (door, PIN) → codes with their (created_at, id) precedence key.
-    code_groups: HashMap<(u32, Pin), Vec<(Timestamp, AccessCodeId, u32)>>,
+    code_groups: HashMap<(u32, Pin), Vec<RankedCode>>,
 }
 
 impl ViewBuilder {
