@@ -6,14 +6,14 @@
 //! | collection | key | record |
 //! |---|---|---|
 //! | `site` | `site` | [`Site`] |
-//! | `doors` | door id | [`Door`](crate::access::Door) |
+//! | `doors` | door id | [`Door`] |
 //! | `users` | user id | [`User`](crate::access::User) |
-//! | `credentials` | credential id | [`Credential`](crate::access::Credential) |
-//! | `access_codes` | access code id | [`AccessCode`](crate::access::AccessCode) |
-//! | `schedules` | schedule id | [`Schedule`](crate::access::Schedule) |
+//! | `credentials` | credential id | [`Credential`] |
+//! | `access_codes` | access code id | [`AccessCode`] |
+//! | `schedules` | schedule id | [`Schedule`] |
 //! | `holidays` | date (`YYYY-MM-DD`), NUL, name | [`Holiday`] |
 //! | `accesses` | access id | [`Access`](crate::access::Access) |
-//! | `facilities` | facility id | [`Facility`](crate::access::Facility) |
+//! | `facilities` | facility id | [`Facility`] |
 //! | `events` | event id | [`Event`](crate::access::Event) |
 //! | `members` | user id | [`Member`](crate::access::Member) |
 //!
@@ -21,7 +21,11 @@
 //! visible atomically at commit, with its revision. [`load`] reads every
 //! collection from one store view, so it never mixes two revisions. Records
 //! come back ordered by key (id), not in the order they were saved; nothing
-//! in [`View`](crate::access::View) depends on that order.
+//! in [`View`] depends on that order.
+//!
+//! [`load_view`] builds the decision [`View`] straight
+//! from the store instead (no `DataSet` in between; the hub's path, see
+//! docs/benchmarks.md for its memory).
 //!
 //! A store that never received a snapshot gives [`SiteDataError::NoData`]:
 //! the hub asks the cloud for a full snapshot

@@ -16,7 +16,12 @@
 //! | door | accesses, lock/unlock entries |
 //!
 //! The view owns the data set ([`View::data`], [`View::into_data`]) so the
-//! store can persist exactly what was indexed. A few changes the hub makes
+//! store can persist exactly what was indexed; a view built straight from
+//! the store ([`crate::site_data::load_view`], through the same
+//! `ViewBuilder`) keeps only the small collections as records. Users and
+//! credentials live in compact columns (`compact.rs`): a sorted 12-byte card
+//! table, front-coded credential ids, user ids and names in arenas, so a
+//! million credentials take about 30 MiB. A few changes the hub makes
 //! itself are cheap updates here, without a rebuild:
 //! [`View::record_code_use`], [`View::set_site_lockdown`],
 //! [`View::set_door_lockdown`]. Access code statuses (for sync to report)
@@ -1341,8 +1346,8 @@ impl View {
     /// Frees the credential records the view was built from, keeping its
     /// own indexes: decisions do not read them. Afterwards
     /// [`View::data`] and [`View::into_data`] have no credentials (reload
-    /// them from the store before building a new view). With 1,000,000
-    /// credentials this returns about 200 MiB (see docs/benchmarks.md).
+    /// them from the store before building a new view). A view from the
+    /// store keeps no credential records, so this returns 0 there.
     /// Returns how many were dropped.
     pub fn release_credential_records(&mut self) -> usize {
         std::mem::take(&mut self.data.credentials).len()
