@@ -4,13 +4,16 @@
 //! - `save`: generate the data set and `site_data::save_snapshot` it into a
 //!   fresh store on disk.
 //! - `cold`: in a fresh process (OS page cache dropped when allowed): open
-//!   the store, `site_data::load`, `View::build`, then `VmRSS` / `VmHWM`,
+//!   the store, `site_data::load_view` (or with `VIA_DATASET=1`
+//!   `site_data::load` then `View::build`), then `VmRSS` / `VmHWM`,
 //!   then the decision latency over a mix of requests (monotonic clock
 //!   around each `decide` call).
 //!
 //! Run: `cargo bench -p hub --bench decide_scale` (`DECISIONS=<n>` sets the
 //! number of requests, default 500,000; `STORE_CACHE_MIB=<n>` the store's
-//! cache). Results: docs/benchmarks.md.
+//! cache; `VIA_DATASET=1` the former path through a `DataSet`, with
+//! `KEEP_RECORDS=1` keeping its credential records). Results:
+//! docs/benchmarks.md.
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic, missing_docs)]
 
@@ -24,6 +27,48 @@ use hub::access::scale::{self, Kind, Spec};
 use hub::access::{decide, View};
 use hub::site_data;
 use hub::store::{Store, StoreConfig};
+
+/// Counts the bytes allocated and not yet freed, to tell the View's own
+/// heap from what the allocator keeps resident (`VmRSS`).
+struct CountingAlloc;
+
+static LIVE_BYTES: std::sync::atomic::AtomicIsize = std::sync::atomic::AtomicIsize::new(0);
+
+#[allow(unsafe_code)]
+// SAFETY: forwards to the system allocator unchanged; only counts sizes.
+unsafe impl std::alloc::GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        LIVE_BYTES.fetch_add(layout.size() as isize, std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        LIVE_BYTES.fetch_sub(layout.size() as isize, std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        LIVE_BYTES.fetch_add(
+            new_size as isize - layout.size() as isize,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        // SAFETY: same contract as the caller's.
+        unsafe { std::alloc::System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: CountingAlloc = CountingAlloc;
+
+/// Live heap bytes (allocated, not freed) in MiB.
+fn live_heap() -> String {
+    format!(
+        "{:.1} MiB",
+        LIVE_BYTES.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1048576.0
+    )
+}
 
 fn main() {
     if let Some((phase, path)) = common::phase_arg() {
@@ -104,16 +149,25 @@ fn phase_cold(path: &Path) {
     let (store, _) = Store::open(config(path)).unwrap();
     let opened = start.elapsed();
     let rss_open = status_kib("VmRSS");
-    let (data, revision) = site_data::load(&store).unwrap();
-    let loaded = start.elapsed();
-    let rss_loaded = status_kib("VmRSS");
-    let mut view = View::build(data).unwrap();
+    let heap_open = live_heap();
+    // Default: the View straight from the store (`site_data::load_view`).
+    // VIA_DATASET=1: the former path, `site_data::load` then `View::build`
+    // (then `release_credential_records` unless KEEP_RECORDS is set).
+    let via_dataset = std::env::var("VIA_DATASET").is_ok();
+    let (mut view, revision, loaded, rss_loaded) = if via_dataset {
+        let (data, revision) = site_data::load(&store).unwrap();
+        let loaded = start.elapsed();
+        let rss_loaded = status_kib("VmRSS");
+        (View::build(data).unwrap(), revision, loaded, rss_loaded)
+    } else {
+        let (view, revision) = site_data::load_view(&store).unwrap();
+        (view, revision, start.elapsed(), 0)
+    };
     let built = start.elapsed();
     let rss_view = status_kib("VmRSS");
     let hwm_view = status_kib("VmHWM");
-    // Cheap wins: the credential records (the View has its own index), then
-    // the heap the load and build freed, returned to the OS.
-    let lean = std::env::var("KEEP_RECORDS").is_err();
+    let heap_view = live_heap();
+    let lean = via_dataset && std::env::var("KEEP_RECORDS").is_err();
     if lean {
         view.release_credential_records();
     }
@@ -151,15 +205,23 @@ fn phase_cold(path: &Path) {
     let rss_after = status_kib("VmRSS");
     let hwm_after = status_kib("VmHWM");
 
-    println!("| phase `cold` (fresh process) | |");
+    println!(
+        "| phase `cold` (fresh process, {}) | |",
+        if via_dataset {
+            "`load` + `View::build`"
+        } else {
+            "`load_view`"
+        }
+    );
     println!("|---|---|");
     println!("| `Store::open` | {} |", ms(opened));
-    println!("| + `site_data::load` | {} |", ms(loaded - opened));
-    println!("| + `View::build` | {} |", ms(built - loaded));
-    println!(
-        "| **cold start to ready** (open + load + build) | **{}** |",
-        ms(built)
-    );
+    if via_dataset {
+        println!("| + `site_data::load` | {} |", ms(loaded - opened));
+        println!("| + `View::build` | {} |", ms(built - loaded));
+    } else {
+        println!("| + `site_data::load_view` | {} |", ms(built - opened));
+    }
+    println!("| **cold start to ready** | **{}** |", ms(built));
     println!(
         "| first decision after the build | {:.1} µs |",
         micros(first_time)
@@ -173,12 +235,11 @@ fn phase_cold(path: &Path) {
     );
     println!("| `VmHWM` after the build | {} |", mib(hwm_view));
     println!(
+        "| live heap (allocated, not freed): store open / View built | {heap_open} / {heap_view} |"
+    );
+    println!(
         "| `VmRSS` after `release_credential_records` ({}) / then `malloc_trim(0)` | {} / {} |",
-        if lean {
-            "done"
-        } else {
-            "skipped: KEEP_RECORDS"
-        },
+        if lean { "done" } else { "skipped" },
         mib(rss_released),
         mib(rss_trimmed)
     );
@@ -210,9 +271,11 @@ fn phase_cold(path: &Path) {
     drop(requests);
     malloc_trim();
     let rss_bench_freed = status_kib("VmRSS");
+    let heap_before_close = live_heap();
     store.close().unwrap();
     malloc_trim();
     let rss_closed = status_kib("VmRSS");
+    let heap_closed = live_heap();
     drop(view);
     malloc_trim();
     let rss_dropped = status_kib("VmRSS");
@@ -222,6 +285,10 @@ fn phase_cold(path: &Path) {
         mib(rss_bench_freed),
         mib(rss_closed),
         mib(rss_dropped)
+    );
+    println!(
+        "| live heap: before closing the store / after / View dropped | {heap_before_close} / {heap_closed} / {} |",
+        live_heap()
     );
 }
 

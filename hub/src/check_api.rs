@@ -89,23 +89,14 @@ pub fn reason_code(reason: &Reason) -> String {
 /// `door_access_id` appears; a card in a message is masked (`****4567`).
 pub fn response_json(decision: &Decision, view: &View) -> Value {
     let user = decision.user.as_ref().map(|summary| {
-        let record = view.user(summary.id.as_str());
         let memberships: Vec<Value> = summary
             .memberships
             .iter()
             .map(|m| {
-                let listed = record
-                    .and_then(|u| u.memberships.iter().find(|r| r.id == m.id))
-                    .map(|r| r.door_ids.as_slice())
-                    .unwrap_or_default();
                 let door_ids: Vec<&str> = view
-                    .data()
-                    .doors
-                    .iter()
-                    .filter(|d| {
-                        listed.contains(&d.id) || d.membership_type_ids.contains(&m.type_id)
-                    })
-                    .map(|d| d.id.as_str())
+                    .membership_doors(summary.id.as_str(), m.id)
+                    .into_iter()
+                    .map(|d| d.as_str())
                     .collect();
                 json!({
                     "id": m.id,

@@ -6,14 +6,14 @@
 //! | collection | key | record |
 //! |---|---|---|
 //! | `site` | `site` | [`Site`] |
-//! | `doors` | door id | [`Door`](crate::access::Door) |
+//! | `doors` | door id | [`Door`] |
 //! | `users` | user id | [`User`](crate::access::User) |
-//! | `credentials` | credential id | [`Credential`](crate::access::Credential) |
-//! | `access_codes` | access code id | [`AccessCode`](crate::access::AccessCode) |
-//! | `schedules` | schedule id | [`Schedule`](crate::access::Schedule) |
+//! | `credentials` | credential id | [`Credential`] |
+//! | `access_codes` | access code id | [`AccessCode`] |
+//! | `schedules` | schedule id | [`Schedule`] |
 //! | `holidays` | date (`YYYY-MM-DD`), NUL, name | [`Holiday`] |
 //! | `accesses` | access id | [`Access`](crate::access::Access) |
-//! | `facilities` | facility id | [`Facility`](crate::access::Facility) |
+//! | `facilities` | facility id | [`Facility`] |
 //! | `events` | event id | [`Event`](crate::access::Event) |
 //! | `members` | user id | [`Member`](crate::access::Member) |
 //!
@@ -21,7 +21,11 @@
 //! visible atomically at commit, with its revision. [`load`] reads every
 //! collection from one store view, so it never mixes two revisions. Records
 //! come back ordered by key (id), not in the order they were saved; nothing
-//! in [`View`](crate::access::View) depends on that order.
+//! in [`View`] depends on that order.
+//!
+//! [`load_view`] builds the decision [`View`] straight
+//! from the store instead (no `DataSet` in between; the hub's path, see
+//! docs/benchmarks.md for its memory).
 //!
 //! A store that never received a snapshot gives [`SiteDataError::NoData`]:
 //! the hub asks the cloud for a full snapshot
@@ -47,7 +51,12 @@ use std::collections::HashSet;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::access::{DataSet, Holiday, Site};
+use jiff::tz::TimeZoneDatabase;
+
+use crate::access::view::ViewBuilder;
+use crate::access::{
+    AccessCode, Credential, DataSet, Door, Facility, Holiday, ModelError, Schedule, Site, View,
+};
 use crate::store::{self, SnapshotInfo, Store, StoreError};
 
 /// Collection of the site record.
@@ -99,6 +108,10 @@ pub enum SiteDataError {
     /// also calls for a full snapshot).
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The stored data set is not usable ([`load_view`]); the error names
+    /// the record, as [`View::build`] would.
+    #[error("stored data set: {0}")]
+    Model(#[from] ModelError),
 }
 
 impl SiteDataError {
@@ -165,6 +178,74 @@ pub fn load(store: &Store) -> Result<(DataSet, u64), SiteDataError> {
         members: read_all(&view, MEMBERS)?,
     };
     Ok((data, revision))
+}
+
+/// Builds the [`View`] straight from the store, in one walk of each
+/// collection from one store view, and returns it with the data set's
+/// revision. Nothing holds the whole data set at once: users, credentials,
+/// accesses, events and members go from the store into the view's compact
+/// index record by record, so the peak is the view plus one record (about
+/// 300 bytes a credential less than [`load`] then [`View::build`]). The
+/// view keeps the small collections as records (see [`View::data`]). The
+/// site's time zone is resolved in the bundled database.
+///
+/// Decisions on this view are the same as on `View::build(load(store)?.0)`.
+pub fn load_view(store: &Store) -> Result<(View, u64), SiteDataError> {
+    load_view_with_tzdb(store, &TimeZoneDatabase::bundled())
+}
+
+/// Like [`load_view`], resolving the site's time zone in `tzdb` (for
+/// example the system's, `jiff::tz::db()`).
+pub fn load_view_with_tzdb(
+    store: &Store,
+    tzdb: &TimeZoneDatabase,
+) -> Result<(View, u64), SiteDataError> {
+    let view = store.view();
+    let revision = view.revision().ok_or(SiteDataError::NoData)?;
+    let site: Site = view
+        .get(SITE, SITE_KEY)?
+        .ok_or(SiteDataError::MissingSite)?;
+    let holidays: Vec<Holiday> = read_all(&view, HOLIDAYS)?;
+    let mut b = ViewBuilder::new(&site, &holidays, tzdb)?;
+    // The records the view keeps.
+    let mut kept = DataSet {
+        site,
+        holidays,
+        ..DataSet::default()
+    };
+    kept.doors = read_all::<Door>(&view, DOORS)?;
+    for door in &kept.doors {
+        b.door(door)?;
+    }
+    for item in view.iter(USERS) {
+        b.user(&item?.1)?;
+    }
+    for item in view.iter(MEMBERS) {
+        b.member(&item?.1)?;
+    }
+    for item in view.iter::<Credential>(CREDENTIALS) {
+        b.credential(&item?.1)?;
+    }
+    b.end_credentials()?;
+    kept.schedules = read_all::<Schedule>(&view, SCHEDULES)?;
+    for schedule in &kept.schedules {
+        b.schedule(schedule)?;
+    }
+    for item in view.iter(ACCESSES) {
+        b.access(&item?.1)?;
+    }
+    kept.facilities = read_all::<Facility>(&view, FACILITIES)?;
+    for facility in &kept.facilities {
+        b.facility(facility)?;
+    }
+    for item in view.iter(EVENTS) {
+        b.event(&item?.1)?;
+    }
+    kept.access_codes = read_all::<AccessCode>(&view, ACCESS_CODES)?;
+    for code in &kept.access_codes {
+        b.access_code(code)?;
+    }
+    Ok((b.finish(kept), revision))
 }
 
 /// A holiday's key: its date, then its name (two holidays may share a day).
@@ -270,6 +351,160 @@ mod tests {
             fixture::now(),
         );
         assert!(d.granted, "{d}");
+    }
+
+    /// Every request the data set can produce (each card, PIN, code, key,
+    /// barcode, biometric id and check, at every door, both ways, at a few
+    /// times), decided on both views: the decisions must be equal.
+    fn assert_same_decisions(data: &DataSet, times: &[jiff::Timestamp]) {
+        use crate::access::{
+            decide, door_mode, AccessMethod, CardKey, CardNumber, CheckQuery, Direction, Pin,
+            Presented, Request,
+        };
+        let dir = tempfile::TempDir::new().unwrap();
+        let store = open(&dir);
+        save_snapshot(&store, data, 9).unwrap();
+        let (from_store, revision) = load_view(&store).unwrap();
+        assert_eq!(revision, 9);
+        // The same records in the same (key) order, through a DataSet.
+        let built = View::build(load(&store).unwrap().0).unwrap();
+
+        let card_of = |text: &str| match CardKey::parse(text) {
+            Ok(CardKey::Number { facility, number }) => {
+                Some(CardNumber::new(facility.or(Some(99)), number))
+            }
+            Ok(CardKey::Raw(raw)) => CardNumber::new(None, 1).with_raw(raw.as_bytes()).ok(),
+            Err(_) => None,
+        };
+        let mut cards = vec![CardNumber::new(Some(1), 424242)];
+        let mut pins = vec![Pin::parse("000000").unwrap()];
+        let mut texts: Vec<String> = vec!["nobody".into()];
+        for c in &data.credentials {
+            let code = c.code.as_ref().map(|s| s.expose().to_owned());
+            match c.access_method {
+                AccessMethod::Card => cards.extend(code.as_deref().and_then(card_of)),
+                AccessMethod::Code => pins.extend(code.as_deref().and_then(|p| Pin::parse(p).ok())),
+                AccessMethod::MobileKey => texts.extend(code.into_iter().chain([c.id.to_string()])),
+            }
+        }
+        for code in &data.access_codes {
+            pins.extend(Pin::parse(code.code.expose()).ok());
+        }
+        for u in &data.users {
+            texts.push(u.id.to_string());
+            texts.extend(u.barcode_id.clone());
+            texts.extend(u.acs_id.clone());
+            if let Some(id) = &u.door_access_id {
+                texts.push(id.expose().to_owned());
+                cards.extend(card_of(id.expose()));
+            }
+        }
+        let mut doors: Vec<&str> = data.doors.iter().map(|d| d.id.as_str()).collect();
+        doors.push("no-such-door");
+        let mut compared = 0;
+        for &now in times {
+            assert_eq!(
+                from_store.code_statuses(now).collect::<Vec<_>>(),
+                built.code_statuses(now).collect::<Vec<_>>()
+            );
+            for &door in &doors {
+                assert_eq!(
+                    door_mode(&from_store, door, now),
+                    door_mode(&built, door, now)
+                );
+                for direction in [Direction::In, Direction::Out] {
+                    let mut presented: Vec<Presented<'_>> = Vec::new();
+                    presented.extend(cards.iter().map(|&c| Presented::Card(c)));
+                    presented.extend(pins.iter().map(|p| Presented::Pin(p.clone())));
+                    for (i, &card) in cards.iter().enumerate() {
+                        let pin = pins[i % pins.len()].clone();
+                        presented.push(Presented::CardAndPin { card, pin });
+                    }
+                    for text in &texts {
+                        presented.push(Presented::MobileKey(text));
+                        presented.push(Presented::Barcode(text));
+                        presented.push(Presented::Biometric(text));
+                        presented.push(Presented::Check(CheckQuery {
+                            id: Some(text),
+                            ..CheckQuery::default()
+                        }));
+                        presented.push(Presented::Check(CheckQuery {
+                            door_access_id: Some(text),
+                            barcode_id: Some(text),
+                            ..CheckQuery::default()
+                        }));
+                    }
+                    for p in presented {
+                        let request = Request::new(door, direction, p);
+                        let a = decide(&request, &from_store, now);
+                        let b = decide(&request, &built, now);
+                        assert_eq!(a, b, "{request}");
+                        compared += 1;
+                    }
+                }
+            }
+        }
+        assert!(compared > 1000, "{compared}");
+    }
+
+    #[test]
+    fn view_from_the_store_decides_like_view_build() {
+        use crate::access::fixture::at;
+        let times = [
+            "2026-06-03T10:00",
+            "2026-06-03T23:30",
+            "2026-06-05T19:00",
+            "2026-06-11T12:00",
+            "2026-07-02T09:00",
+            "2026-12-25T10:00",
+        ]
+        .map(at);
+        assert_same_decisions(&fixture::data(), &times);
+    }
+
+    #[test]
+    fn view_from_the_store_decides_like_view_build_at_scale() {
+        use crate::access::scale::{self, Spec};
+        use crate::access::{decide, Request};
+        let spec = Spec {
+            credentials: 5_000,
+            users: 500,
+            accesses: 50,
+            codes: 50,
+        };
+        let data = scale::data_set(spec);
+        let dir = tempfile::TempDir::new().unwrap();
+        let store = open(&dir);
+        save_snapshot(&store, &data, 3).unwrap();
+        let (from_store, _) = load_view(&store).unwrap();
+        let built = View::build(load(&store).unwrap().0).unwrap();
+        let mut granted = 0;
+        for g in scale::requests(spec, 5_000) {
+            let request: Request<'_> = g.request();
+            let a = decide(&request, &from_store, scale::now());
+            assert_eq!(a, decide(&request, &built, scale::now()), "{request}");
+            granted += usize::from(a.granted);
+        }
+        assert!(granted > 1_000, "{granted}");
+    }
+
+    #[test]
+    fn a_bad_stored_record_is_named_like_view_build_names_it() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let store = open(&dir);
+        let mut bad = fixture::data();
+        bad.credentials[3].code = Some(crate::access::Secret::from("12:34567"));
+        save_snapshot(&store, &bad, 4).unwrap();
+        let err = load_view(&store).unwrap_err();
+        let expected = View::build(load(&store).unwrap().0).unwrap_err();
+        assert!(
+            matches!(&err, SiteDataError::Model(e) if *e == expected),
+            "{err}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "stored data set: credential c-gus-card and credential c-ann-card have the same card number"
+        );
     }
 
     #[test]

@@ -8,10 +8,12 @@
 //! log(decision.message());   // "outside schedule Weekdays 07:00-19:00"
 //! ```
 //!
-//! [`decide`] does no I/O and allocates nothing on the common paths: the
-//! [`Decision`] holds its [`Reason`] with the data it needs (shared names,
-//! times) and renders the message only when asked ([`Decision::message`],
-//! `Display`). State that lives outside the data set comes in with the
+//! [`decide`] does no I/O. The [`Decision`] holds its [`Reason`] with the
+//! data it needs (shared names, times) and renders the message only when
+//! asked ([`Decision::message`], `Display`). The identified user's summary
+//! and the credential id are the only allocations of a common decision: the
+//! view keeps users and credentials in compact columns (a million
+//! credentials in tens of MiB) and decodes these two per decision. State that lives outside the data set comes in with the
 //! request: the reader's PIN lockout ([`Request::lockout`]); what has to be
 //! remembered goes out with the decision: a one-time code used up
 //! ([`Decision::code_consumed`], persist it with
@@ -326,8 +328,8 @@ pub struct MembershipSummary {
     pub expires: Option<Timestamp>,
 }
 
-/// The identified user, as a decision reports it (built once per user when
-/// the view is built; a decision shares it).
+/// The identified user, as a decision reports it (built by the decision
+/// from the view's compact user columns).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct UserSummary {
     /// User id.
@@ -936,13 +938,13 @@ impl Ctx<'_> {
             }
             Ok(Identity::User { user, creds }) => (user, creds),
         };
-        d.user = Some(view.users[user as usize].summary.clone());
-        d.extended_unlock = view.user_data(user).extended_unlock;
+        d.user = Some(view.users.summary(user));
+        d.extended_unlock = view.users.extended_unlock(user);
         d.credential = creds
             .iter()
             .flatten()
             .next()
-            .map(|&c| view.credentials[c as usize].id.clone());
+            .map(|&c| view.credentials.id(c));
 
         // Credential windows and entrances.
         let mut by_entrance = false;
@@ -980,7 +982,7 @@ impl Ctx<'_> {
     fn identify(&self, presented: &Presented<'_>) -> Result<Identity, Reason> {
         let view = self.view;
         let user_of = |c: u32| Identity::User {
-            user: view.credentials[c as usize].user,
+            user: view.credentials.user(c),
             creds: [Some(c), None],
         };
         let just_user = |u: u32| Identity::User {
@@ -998,7 +1000,7 @@ impl Ctx<'_> {
             Presented::Pin(pin) => self.identify_pin(pin),
             Presented::CardAndPin { card, pin } => {
                 let (user, card_cred) = match view.card_holder(card) {
-                    Some(CardHolder::Credential(c)) => (view.credentials[c as usize].user, Some(c)),
+                    Some(CardHolder::Credential(c)) => (view.credentials.user(c), Some(c)),
                     Some(CardHolder::User(u)) => (u, None),
                     None => {
                         return Err(Reason::UnknownCard {
@@ -1007,7 +1009,7 @@ impl Ctx<'_> {
                     }
                 };
                 let pin_cred = view.pin_credential(pin).ok_or(Reason::UnknownPin)?;
-                if view.credentials[pin_cred as usize].user != user {
+                if view.credentials.user(pin_cred) != user {
                     return Err(Reason::PinMismatch);
                 }
                 Ok(Identity::User {
@@ -1061,7 +1063,7 @@ impl Ctx<'_> {
         }
         if let Some(c) = view.pin_credential(pin) {
             return Ok(Identity::User {
-                user: view.credentials[c as usize].user,
+                user: view.credentials.user(c),
                 creds: [Some(c), None],
             });
         }
@@ -1102,8 +1104,8 @@ impl Ctx<'_> {
     /// Grant sources for an identified user; the closest miss otherwise.
     fn sources(&self, user: u32) -> Reason {
         let view = self.view;
-        let entry = &view.users[user as usize];
-        if entry.member {
+        let users = &view.users;
+        if users.is_member(user) {
             return Reason::Member;
         }
         let mut best: Option<Reason> = None;
@@ -1118,7 +1120,7 @@ impl Ctx<'_> {
 
         // Hive memberships and instructors.
         let door = view.door_data(self.door);
-        for m in entry.memberships.iter() {
+        for m in users[user as usize].memberships.iter() {
             let covers = m.doors.binary_search(&self.door).is_ok()
                 || door.membership_type_ids.contains(&m.type_id);
             if !covers {
@@ -1136,7 +1138,7 @@ impl Ctx<'_> {
                 }
             }
         }
-        if entry.summary.is_instructor {
+        if users.is_instructor(user) {
             if door.allow_instructors {
                 return Reason::Instructor;
             }
@@ -1146,7 +1148,7 @@ impl Ctx<'_> {
         }
 
         // Biometric events.
-        for &e in entry.events.iter() {
+        for &e in users.events(user).iter() {
             let event = &view.events[e as usize];
             if event.doors.binary_search(&self.door).is_err() {
                 continue;
@@ -1172,8 +1174,9 @@ impl Ctx<'_> {
         // Entryfy accesses: walk the shorter of the user's and the door's
         // lists.
         let door_accesses = &view.doors[self.door as usize].accesses;
-        if entry.accesses.len() <= door_accesses.len() {
-            for &a in entry.accesses.iter() {
+        let user_accesses = users.accesses(user);
+        if user_accesses.len() <= door_accesses.len() {
+            for &a in user_accesses.iter() {
                 if let Some(door_entry) = view.accesses[a as usize].door(self.door) {
                     match self.check_access(a, door_entry) {
                         Ok(grant) => return grant,

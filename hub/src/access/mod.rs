@@ -17,6 +17,7 @@
 //! I/O or reads the clock. How each vendor's concepts map onto the model is
 //! in `docs/access-model.md`.
 
+mod compact;
 pub mod decide;
 pub mod model;
 #[doc(hidden)]

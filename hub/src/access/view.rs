@@ -16,7 +16,12 @@
 //! | door | accesses, lock/unlock entries |
 //!
 //! The view owns the data set ([`View::data`], [`View::into_data`]) so the
-//! store can persist exactly what was indexed. A few changes the hub makes
+//! store can persist exactly what was indexed; a view built straight from
+//! the store ([`crate::site_data::load_view`], through the same
+//! `ViewBuilder`) keeps only the small collections as records. Users and
+//! credentials live in compact columns (`compact.rs`): a sorted 12-byte card
+//! table, front-coded credential ids, user ids and names in arenas, so a
+//! million credentials take about 30 MiB. A few changes the hub makes
 //! itself are cheap updates here, without a rebuild:
 //! [`View::record_code_use`], [`View::set_site_lockdown`],
 //! [`View::set_door_lockdown`]. Access code statuses (for sync to report)
@@ -28,8 +33,9 @@
 //! [`View::build_with_tzdb`] takes another database, such as the system's
 //! (`jiff::tz::db()`), when the caller prefers the OS's tzdata updates.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::ops::Index;
 use std::sync::Arc;
 
 use jiff::tz::{TimeZone, TimeZoneDatabase};
@@ -37,10 +43,12 @@ use jiff::Timestamp;
 use serde::Serialize;
 use thiserror::Error;
 
+use super::compact::{CardTable, FrontCoded, Lists, PackedCard, Sparse, StrArena, StrIndex};
 use super::decide::{MembershipSummary, UserSummary};
 use super::model::{
-    AccessCodeId, AccessMethod, AccessStatus, AuthTypes, CardError, CardKey, CardNumber,
-    CredentialId, DataSet, Door, DoorId, Pin, PinError, RawCard, User, UserId,
+    Access, AccessCode, AccessCodeId, AccessKind, AccessMethod, AccessStatus, AuthTypes, CardError,
+    CardKey, CardNumber, Credential, CredentialId, DataSet, Door, DoorId, Event, Facility, Holiday,
+    Member, Pin, PinError, RawCard, Schedule, Site, User, UserId,
 };
 use super::schedule::{CompiledSchedule, HolidayCalendar, ScheduleError};
 
@@ -297,6 +305,7 @@ pub(crate) struct DoorEntry {
 }
 
 pub(crate) struct MembershipEntry {
+    pub(crate) id: u64,
     pub(crate) type_id: u64,
     pub(crate) name: Arc<str>,
     pub(crate) expires: Option<Timestamp>,
@@ -304,21 +313,166 @@ pub(crate) struct MembershipEntry {
     pub(crate) doors: Box<[u32]>,
 }
 
+/// What only some users have: Hive memberships.
 pub(crate) struct UserEntry {
-    pub(crate) summary: Arc<UserSummary>,
-    pub(crate) member: bool,
-    pub(crate) accesses: Box<[u32]>,
-    pub(crate) events: Box<[u32]>,
-    pub(crate) memberships: Box<[MembershipEntry]>,
+    pub(crate) memberships: Vec<MembershipEntry>,
 }
 
+static NO_MEMBERSHIPS: UserEntry = UserEntry {
+    memberships: Vec::new(),
+};
+
+const MEMBER: u8 = 1;
+const INSTRUCTOR: u8 = 2;
+const EXTENDED_UNLOCK: u8 = 4;
+
+/// Users by index, column by column: ids and names in string arenas, flags,
+/// accesses and events as lists in one buffer each, memberships only where
+/// there are some. About 30 bytes a user plus the text (no allocation per
+/// user). `users[u]` gives the memberships.
+pub(crate) struct Users {
+    ids: StrArena,
+    id_index: StrIndex,
+    /// First and last names, each distinct name once.
+    names: StrArena,
+    first_last: Vec<[u32; 2]>,
+    flags: Vec<u8>,
+    accesses: Lists,
+    events: Lists,
+    extras: Sparse<UserEntry>,
+}
+
+impl Users {
+    fn new() -> Self {
+        Self {
+            ids: StrArena::default(),
+            id_index: StrIndex::default(),
+            names: StrArena::default(),
+            first_last: Vec::new(),
+            flags: Vec::new(),
+            accesses: Lists::default(),
+            events: Lists::default(),
+            extras: Sparse::new(&NO_MEMBERSHIPS),
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.flags.len()
+    }
+
+    fn flag(&self, u: u32, flag: u8) -> bool {
+        self.flags.get(u as usize).is_some_and(|f| f & flag != 0)
+    }
+
+    pub(crate) fn is_member(&self, u: u32) -> bool {
+        self.flag(u, MEMBER)
+    }
+
+    pub(crate) fn is_instructor(&self, u: u32) -> bool {
+        self.flag(u, INSTRUCTOR)
+    }
+
+    pub(crate) fn extended_unlock(&self, u: u32) -> bool {
+        self.flag(u, EXTENDED_UNLOCK)
+    }
+
+    /// Accesses listing the user, ascending.
+    pub(crate) fn accesses(&self, u: u32) -> &[u32] {
+        self.accesses.get(u)
+    }
+
+    /// Events the user attends, ascending.
+    pub(crate) fn events(&self, u: u32) -> &[u32] {
+        self.events.get(u)
+    }
+
+    /// The user as a decision reports it. Built per decision from the
+    /// compact columns (a few small allocations, well under a microsecond)
+    /// instead of kept per user: 100,000 kept summaries cost about 13 MiB.
+    pub(crate) fn summary(&self, u: u32) -> Arc<UserSummary> {
+        let [first, last] = self.first_last.get(u as usize).copied().unwrap_or_default();
+        Arc::new(UserSummary {
+            id: UserId::from(self.ids.get(u)),
+            first_name: self.names.get(first).into(),
+            last_name: self.names.get(last).into(),
+            is_instructor: self.is_instructor(u),
+            memberships: self
+                .extras
+                .get(u)
+                .memberships
+                .iter()
+                .map(|m| MembershipSummary {
+                    id: m.id,
+                    type_id: m.type_id,
+                    type_name: m.name.clone(),
+                    expires: m.expires,
+                })
+                .collect(),
+        })
+    }
+}
+
+impl Index<usize> for Users {
+    type Output = UserEntry;
+
+    fn index(&self, u: usize) -> &UserEntry {
+        u32::try_from(u).map_or(&NO_MEMBERSHIPS, |u| self.extras.get(u))
+    }
+}
+
+/// What only some credentials have: a validity window, allowed entrances.
 pub(crate) struct CredentialEntry {
-    pub(crate) id: CredentialId,
-    pub(crate) user: u32,
     pub(crate) starts_at: Option<Timestamp>,
     pub(crate) ends_at: Option<Timestamp>,
     /// `None`: no restriction; `Some`: local doors allowed, ascending.
     pub(crate) entrances: Option<Box<[u32]>>,
+}
+
+static UNRESTRICTED: CredentialEntry = CredentialEntry {
+    starts_at: None,
+    ends_at: None,
+    entrances: None,
+};
+
+/// Credentials by index: ids front-coded, the holder's index, and the
+/// window and entrances only where set. `credentials[c]` gives the window
+/// and entrances.
+pub(crate) struct Credentials {
+    ids: FrontCoded,
+    users: Vec<u32>,
+    extras: Sparse<CredentialEntry>,
+}
+
+impl Credentials {
+    fn new() -> Self {
+        Self {
+            ids: FrontCoded::default(),
+            users: Vec::new(),
+            extras: Sparse::new(&UNRESTRICTED),
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.users.len()
+    }
+
+    /// The holder.
+    pub(crate) fn user(&self, c: u32) -> u32 {
+        self.users.get(c as usize).copied().unwrap_or(u32::MAX)
+    }
+
+    /// The credential's id (decoded: one allocation).
+    pub(crate) fn id(&self, c: u32) -> CredentialId {
+        CredentialId::from(self.ids.get(c).unwrap_or_default())
+    }
+}
+
+impl Index<usize> for Credentials {
+    type Output = CredentialEntry;
+
+    fn index(&self, c: usize) -> &CredentialEntry {
+        u32::try_from(c).map_or(&UNRESTRICTED, |c| self.extras.get(c))
+    }
 }
 
 pub(crate) struct AccessDoorEntry {
@@ -373,28 +527,34 @@ pub(crate) struct CodeEntry {
 }
 
 /// The indexed, checked data set a decision reads. Build it once per data
-/// set ([`View::build`]); share it read-only between decisions.
+/// set ([`View::build`], or from the store with
+/// [`crate::site_data::load_view`]); share it read-only between decisions.
 pub struct View {
     data: DataSet,
     pub(crate) tz: TimeZone,
     pub(crate) holidays: HolidayCalendar,
     pub(crate) doors: Vec<DoorEntry>,
     door_index: HashMap<DoorId, u32>,
-    pub(crate) users: Vec<UserEntry>,
-    user_index: HashMap<UserId, u32>,
-    pub(crate) credentials: Vec<CredentialEntry>,
+    pub(crate) users: Users,
+    pub(crate) credentials: Credentials,
     pub(crate) schedules: Vec<CompiledSchedule>,
     pub(crate) accesses: Vec<AccessEntry>,
     pub(crate) events: Vec<EventEntry>,
     pub(crate) codes: Vec<CodeEntry>,
     code_index: HashMap<AccessCodeId, u32>,
-    cards: HashMap<(Option<u32>, u64), CardHolder>,
+    /// Card credentials by packed card, sorted (12 bytes a card).
+    cards: CardTable,
+    /// Hive door_access_ids that are card values, by packed card, where no
+    /// credential holds the card.
+    user_cards: CardTable,
+    /// Cards whose facility or number does not pack (rare).
+    wide_cards: HashMap<(Option<u32>, u64), CardHolder>,
     raw_cards: HashMap<RawCard, CardHolder>,
     pins: HashMap<Pin, u32>,
     /// Door index, then PIN: the codes set on it, oldest first (borrowed
     /// lookups, no PIN copy on the decision path).
     door_pins: HashMap<u32, HashMap<Pin, Box<[u32]>>>,
-    mobile_keys: HashMap<Arc<str>, u32>,
+    mobile_keys: HashMap<Box<str>, u32>,
     door_access_ids: IdIndex,
     barcodes: IdIndex,
     acs_ids: IdIndex,
@@ -436,6 +596,695 @@ fn check_window(
     }
 }
 
+/// Credential ids seen so far: the store gives them in ascending order, so
+/// comparing with the previous one suffices; the first id out of order
+/// switches to a set of all of them (a [`DataSet`] in any order).
+enum SeenIds {
+    Ascending,
+    Set(HashSet<Box<str>>),
+}
+
+/// An access code of a (door, PIN) group with its precedence key
+/// (created_at, id): the oldest is set.
+type RankedCode = (Timestamp, AccessCodeId, u32);
+
+/// Builds a [`View`] from records streamed kind by kind, in this order: the
+/// site and holidays ([`ViewBuilder::new`]), doors, users, members,
+/// credentials, then [`ViewBuilder::end_credentials`], schedules, accesses,
+/// facilities, events, access codes, and [`ViewBuilder::finish`]. Both
+/// [`View::build`] (a [`DataSet`] in memory) and
+/// [`crate::site_data::load_view`] (a walk over the store) use it, so both
+/// give the same view; a bad record is reported as [`View::build`] reports
+/// it (the first in that order).
+pub(crate) struct ViewBuilder {
+    tz: TimeZone,
+    holidays: HolidayCalendar,
+    door_records: Vec<Door>,
+    door_index: HashMap<DoorId, u32>,
+    users: Users,
+    /// Distinct first and last names → position in `users.names`.
+    interned_names: HashMap<Box<str>, u32>,
+    /// Per user, while building.
+    user_flags: Vec<u8>,
+    /// Users whose door_access_id is a card value, in user order.
+    user_card_keys: Vec<(u32, CardKey)>,
+    door_access_ids: IdIndex,
+    barcodes: IdIndex,
+    acs_ids: IdIndex,
+    credentials: Credentials,
+    credential_ids: SeenIds,
+    cards: CardTable,
+    user_cards: CardTable,
+    wide_cards: HashMap<(Option<u32>, u64), CardHolder>,
+    raw_cards: HashMap<RawCard, CardHolder>,
+    pins: HashMap<Pin, u32>,
+    mobile_keys: HashMap<Box<str>, u32>,
+    schedule_index: HashMap<Box<str>, u32>,
+    schedules: Vec<CompiledSchedule>,
+    access_ids: HashSet<Box<str>>,
+    accesses: Vec<AccessEntry>,
+    user_accesses: Vec<Vec<u32>>,
+    door_accesses: Vec<Vec<u32>>,
+    door_lock_unlock: Vec<Vec<(u32, u32)>>,
+    facilities: HashMap<Box<str>, Box<[u32]>>,
+    event_ids: HashSet<Box<str>>,
+    events: Vec<EventEntry>,
+    user_events: Vec<Vec<u32>>,
+    code_index: HashMap<AccessCodeId, u32>,
+    codes: Vec<CodeEntry>,
+    code_groups: HashMap<(u32, Pin), Vec<RankedCode>>,
+}
+
+impl ViewBuilder {
+    /// Starts a view of a site with its holidays.
+    pub(crate) fn new(
+        site: &Site,
+        holidays: &[Holiday],
+        tzdb: &TimeZoneDatabase,
+    ) -> Result<Self, ModelError> {
+        let tz = tzdb
+            .get(&site.time_zone)
+            .map_err(|_| ModelError::TimeZone {
+                name: site.time_zone.clone(),
+            })?;
+        let holidays = HolidayCalendar::new(holidays).map_err(ModelError::Holidays)?;
+        Ok(Self {
+            tz,
+            holidays,
+            door_records: Vec::new(),
+            door_index: HashMap::new(),
+            users: Users::new(),
+            interned_names: HashMap::new(),
+            user_flags: Vec::new(),
+            user_card_keys: Vec::new(),
+            door_access_ids: HashMap::new(),
+            barcodes: HashMap::new(),
+            acs_ids: HashMap::new(),
+            credentials: Credentials::new(),
+            credential_ids: SeenIds::Ascending,
+            cards: CardTable::default(),
+            user_cards: CardTable::default(),
+            wide_cards: HashMap::new(),
+            raw_cards: HashMap::new(),
+            pins: HashMap::new(),
+            mobile_keys: HashMap::new(),
+            schedule_index: HashMap::new(),
+            schedules: Vec::new(),
+            access_ids: HashSet::new(),
+            accesses: Vec::new(),
+            user_accesses: Vec::new(),
+            door_accesses: Vec::new(),
+            door_lock_unlock: Vec::new(),
+            facilities: HashMap::new(),
+            event_ids: HashSet::new(),
+            events: Vec::new(),
+            user_events: Vec::new(),
+            code_index: HashMap::new(),
+            codes: Vec::new(),
+            code_groups: HashMap::new(),
+        })
+    }
+
+    fn local_doors(&self, ids: &[DoorId]) -> Box<[u32]> {
+        sorted(
+            ids.iter()
+                .filter_map(|id| self.door_index.get(id).copied())
+                .collect(),
+        )
+    }
+
+    /// Adds a door (all doors come before any user).
+    pub(crate) fn door(&mut self, door: &Door) -> Result<(), ModelError> {
+        let i = index_of(self.door_records.len(), RecordKind::Door)?;
+        if self.door_index.insert(door.id.clone(), i).is_some() {
+            return Err(ModelError::DuplicateId(RecordRef::new(
+                RecordKind::Door,
+                door.id.as_str(),
+            )));
+        }
+        self.door_records.push(door.clone());
+        Ok(())
+    }
+
+    fn intern_name(&mut self, name: &str) -> Result<u32, ModelError> {
+        if let Some(&i) = self.interned_names.get(name) {
+            return Ok(i);
+        }
+        let i = self
+            .users
+            .names
+            .push(name)
+            .ok_or(ModelError::TooMany(RecordKind::User))?;
+        self.interned_names.insert(name.into(), i);
+        Ok(i)
+    }
+
+    fn user_ref(&self, u: u32) -> RecordRef {
+        RecordRef::new(RecordKind::User, self.users.ids.get(u))
+    }
+
+    fn credential_ref(&self, c: u32) -> RecordRef {
+        RecordRef::new(
+            RecordKind::Credential,
+            &self.credentials.ids.get(c).unwrap_or_default(),
+        )
+    }
+
+    fn holder_ref(&self, holder: CardHolder) -> RecordRef {
+        match holder {
+            CardHolder::Credential(c) => self.credential_ref(c),
+            CardHolder::User(u) => self.user_ref(u),
+        }
+    }
+
+    /// Adds a user (after the doors, before members and credentials).
+    pub(crate) fn user(&mut self, user: &User) -> Result<(), ModelError> {
+        let me = || RecordRef::new(RecordKind::User, user.id.as_str());
+        let i = index_of(self.user_flags.len(), RecordKind::User)?;
+        let position = self
+            .users
+            .ids
+            .push(user.id.as_str())
+            .ok_or(ModelError::TooMany(RecordKind::User))?;
+        if self
+            .users
+            .id_index
+            .insert(&self.users.ids, position)
+            .is_some()
+        {
+            return Err(ModelError::DuplicateId(me()));
+        }
+        let ids: [(&'static str, Option<&str>, &mut IdIndex); 3] = [
+            (
+                "door_access_id",
+                user.door_access_id.as_ref().map(|s| s.expose()),
+                &mut self.door_access_ids,
+            ),
+            ("barcode_id", user.barcode_id.as_deref(), &mut self.barcodes),
+            ("acs_id", user.acs_id.as_deref(), &mut self.acs_ids),
+        ];
+        for (field, value, map) in ids {
+            if let Some(value) = value {
+                if let Some(other) = map.insert(value.into(), i) {
+                    return Err(ModelError::DuplicateIdentifier {
+                        field,
+                        record: me(),
+                        other: RecordRef::new(RecordKind::User, self.users.ids.get(other)),
+                    });
+                }
+            }
+        }
+        if let Some(Ok(key)) = user
+            .door_access_id
+            .as_ref()
+            .map(|value| CardKey::parse(value.expose()))
+        {
+            self.user_card_keys.push((i, key));
+        }
+        let first = self.intern_name(&user.first_name)?;
+        let last = self.intern_name(&user.last_name)?;
+        self.users.first_last.push([first, last]);
+        let mut flags = 0;
+        if user.is_instructor {
+            flags |= INSTRUCTOR;
+        }
+        if user.extended_unlock {
+            flags |= EXTENDED_UNLOCK;
+        }
+        self.user_flags.push(flags);
+        if !user.memberships.is_empty() {
+            let memberships = user
+                .memberships
+                .iter()
+                .map(|m| MembershipEntry {
+                    id: m.id,
+                    type_id: m.type_id,
+                    name: m.type_name.as_str().into(),
+                    expires: m.expires,
+                    doors: self.local_doors(&m.door_ids),
+                })
+                .collect();
+            self.users.extras.push(i, UserEntry { memberships });
+        }
+        Ok(())
+    }
+
+    fn find_user(&self, id: &str, record: &dyn Fn() -> RecordRef) -> Result<u32, ModelError> {
+        self.users
+            .id_index
+            .get(&self.users.ids, id)
+            .ok_or_else(|| ModelError::UnknownReference {
+                record: record(),
+                target: RecordRef::new(RecordKind::User, id),
+            })
+    }
+
+    /// Adds a biometric-platform member (after the users).
+    pub(crate) fn member(&mut self, member: &Member) -> Result<(), ModelError> {
+        let record = || RecordRef::new(RecordKind::Member, member.user.as_str());
+        let u = self.find_user(member.user.as_str(), &record)?;
+        self.user_flags[u as usize] |= MEMBER;
+        Ok(())
+    }
+
+    /// Whether `id` was not seen among the credentials yet.
+    fn new_credential_id(&mut self, id: &str) -> bool {
+        if let SeenIds::Ascending = self.credential_ids {
+            if self.credentials.ids.len() == 0 || self.credentials.ids.last() < id.as_bytes() {
+                return true;
+            }
+            let seen = (0..self.credentials.ids.len() as u32)
+                .filter_map(|c| self.credentials.ids.get(c))
+                .map(String::into_boxed_str)
+                .collect();
+            self.credential_ids = SeenIds::Set(seen);
+        }
+        match &mut self.credential_ids {
+            SeenIds::Set(seen) => seen.insert(id.into()),
+            SeenIds::Ascending => true,
+        }
+    }
+
+    /// Adds a credential (after the users and members).
+    pub(crate) fn credential(&mut self, cred: &Credential) -> Result<(), ModelError> {
+        let result = self.add_credential(cred);
+        // A card held twice shows only once the cards are sorted: report it
+        // when it came before this credential's fault, as a one-pass check
+        // would.
+        result.map_err(|e| self.earlier_duplicate_card().unwrap_or(e))
+    }
+
+    fn add_credential(&mut self, cred: &Credential) -> Result<(), ModelError> {
+        let c = index_of(self.credentials.len(), RecordKind::Credential)?;
+        let me = || RecordRef::new(RecordKind::Credential, cred.id.as_str());
+        if !self.new_credential_id(cred.id.as_str()) {
+            return Err(ModelError::DuplicateId(me()));
+        }
+        let user = self.find_user(cred.user.as_str(), &me)?;
+        check_window(cred.starts_at, cred.ends_at, me)?;
+        match cred.access_method {
+            AccessMethod::Code => {
+                let code = cred
+                    .code
+                    .as_ref()
+                    .ok_or_else(|| ModelError::MissingPin(me()))?;
+                let pin = Pin::parse(code.expose()).map_err(|source| ModelError::InvalidPin {
+                    record: me(),
+                    source,
+                })?;
+                if let Some(&other) = self.pins.get(&pin) {
+                    return Err(ModelError::DuplicatePin {
+                        record: me(),
+                        other: self.credential_ref(other),
+                    });
+                }
+                self.pins.insert(pin, c);
+            }
+            AccessMethod::Card => {
+                if let Some(code) = &cred.code {
+                    let key = CardKey::parse(code.expose()).map_err(|source| {
+                        ModelError::InvalidCard {
+                            record: me(),
+                            source,
+                        }
+                    })?;
+                    let previous = match key {
+                        CardKey::Number { facility, number } => {
+                            match PackedCard::new(facility, number) {
+                                Some(packed) => {
+                                    self.cards.push(packed, c);
+                                    None
+                                }
+                                None => self
+                                    .wide_cards
+                                    .insert((facility, number), CardHolder::Credential(c)),
+                            }
+                        }
+                        CardKey::Raw(raw) => self.raw_cards.insert(raw, CardHolder::Credential(c)),
+                    };
+                    if let Some(other) = previous {
+                        return Err(ModelError::DuplicateCard {
+                            record: me(),
+                            other: self.holder_ref(other),
+                        });
+                    }
+                }
+            }
+            AccessMethod::MobileKey => {
+                let keys = [
+                    Some(cred.id.as_str()),
+                    cred.code.as_ref().map(|s| s.expose()),
+                ];
+                for key in keys.into_iter().flatten() {
+                    if let Some(other) = self.mobile_keys.insert(key.into(), c) {
+                        if other != c {
+                            return Err(ModelError::DuplicateIdentifier {
+                                field: "mobile key",
+                                record: me(),
+                                other: self.credential_ref(other),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        self.credentials
+            .ids
+            .push(cred.id.as_str())
+            .ok_or(ModelError::TooMany(RecordKind::Credential))?;
+        self.credentials.users.push(user);
+        if cred.starts_at.is_some() || cred.ends_at.is_some() || !cred.allowed_entrances.is_empty()
+        {
+            let entrances = if cred.allowed_entrances.is_empty() {
+                None
+            } else {
+                Some(self.local_doors(&cred.allowed_entrances))
+            };
+            self.credentials.extras.push(
+                c,
+                CredentialEntry {
+                    starts_at: cred.starts_at,
+                    ends_at: cred.ends_at,
+                    entrances,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// The first card credential (in credential order) whose card an
+    /// earlier one holds.
+    fn earlier_duplicate_card(&mut self) -> Option<ModelError> {
+        self.cards.sort();
+        let (earlier, later) = self.cards.duplicates().min_by_key(|&(_, later)| later)?;
+        Some(ModelError::DuplicateCard {
+            record: self.credential_ref(later),
+            other: self.credential_ref(earlier),
+        })
+    }
+
+    /// After the last credential: sorts the card index and adds the Hive
+    /// door_access_ids that are card values.
+    pub(crate) fn end_credentials(&mut self) -> Result<(), ModelError> {
+        if let Some(e) = self.earlier_duplicate_card() {
+            return Err(e);
+        }
+        let mut user_numbers: HashMap<PackedCard, u32> = HashMap::new();
+        for (u, key) in std::mem::take(&mut self.user_card_keys) {
+            let holder = match key {
+                CardKey::Number { facility, number } => match PackedCard::new(facility, number) {
+                    Some(packed) => match self.cards.get(packed) {
+                        Some(c) => CardHolder::Credential(c),
+                        None => CardHolder::User(*user_numbers.entry(packed).or_insert(u)),
+                    },
+                    None => *self
+                        .wide_cards
+                        .entry((facility, number))
+                        .or_insert(CardHolder::User(u)),
+                },
+                CardKey::Raw(raw) => *self.raw_cards.entry(raw).or_insert(CardHolder::User(u)),
+            };
+            match holder {
+                CardHolder::User(other) if other == u => {}
+                CardHolder::Credential(c) if self.credentials.user(c) == u => {}
+                other => {
+                    return Err(ModelError::DuplicateCard {
+                        record: self.user_ref(u),
+                        other: self.holder_ref(other),
+                    })
+                }
+            }
+        }
+        for (packed, u) in user_numbers {
+            self.user_cards.push(packed, u);
+        }
+        self.user_cards.sort();
+        Ok(())
+    }
+
+    /// Adds a schedule (after the credentials).
+    pub(crate) fn schedule(&mut self, schedule: &Schedule) -> Result<(), ModelError> {
+        let s = index_of(self.schedules.len(), RecordKind::Schedule)?;
+        let me = || RecordRef::new(RecordKind::Schedule, schedule.id.as_str());
+        if self
+            .schedule_index
+            .insert(schedule.id.as_str().into(), s)
+            .is_some()
+        {
+            return Err(ModelError::DuplicateId(me()));
+        }
+        self.schedules
+            .push(
+                CompiledSchedule::new(schedule).map_err(|source| ModelError::Schedule {
+                    record: me(),
+                    source,
+                })?,
+            );
+        Ok(())
+    }
+
+    /// Adds an Entryfy access (after the schedules).
+    pub(crate) fn access(&mut self, access: &Access) -> Result<(), ModelError> {
+        if self.user_accesses.is_empty() {
+            self.user_accesses = vec![Vec::new(); self.user_flags.len()];
+            self.door_accesses = vec![Vec::new(); self.door_records.len()];
+            self.door_lock_unlock = vec![Vec::new(); self.door_records.len()];
+        }
+        let a = index_of(self.accesses.len(), RecordKind::Access)?;
+        let me = || RecordRef::new(RecordKind::Access, access.id.as_str());
+        if !self.access_ids.insert(access.id.as_str().into()) {
+            return Err(ModelError::DuplicateId(me()));
+        }
+        if access.kind == AccessKind::Temporary && access.valid_to.is_none() {
+            return Err(ModelError::TemporaryWithoutEnd(me()));
+        }
+        check_window(access.valid_from, access.valid_to, me)?;
+        let schedule =
+            match &access.schedule {
+                None => None,
+                Some(id) => Some(self.schedule_index.get(id.as_str()).copied().ok_or_else(
+                    || ModelError::UnknownReference {
+                        record: me(),
+                        target: RecordRef::new(RecordKind::Schedule, id.as_str()),
+                    },
+                )?),
+            };
+        let mut doors: Vec<AccessDoorEntry> = Vec::with_capacity(access.doors.len());
+        for entry in &access.doors {
+            let Some(&door) = self.door_index.get(&entry.door) else {
+                continue;
+            };
+            let parsed = AccessDoorEntry {
+                door,
+                lock_unlock: entry.lock_unlock,
+                first_card_unlock: entry.first_card_unlock,
+                in_auth: entry.in_auth,
+                out_auth: entry.out_auth,
+            };
+            // A door listed twice: the later entry wins.
+            match doors.iter_mut().find(|d| d.door == door) {
+                Some(existing) => *existing = parsed,
+                None => doors.push(parsed),
+            }
+        }
+        doors.sort_unstable_by_key(|d| d.door);
+        let mut members = Vec::with_capacity(access.users.len());
+        for user in &access.users {
+            members.push(self.find_user(user.as_str(), &me)?);
+        }
+        for (pos, entry) in doors.iter().enumerate() {
+            self.door_accesses[entry.door as usize].push(a);
+            if entry.lock_unlock {
+                self.door_lock_unlock[entry.door as usize].push((a, pos as u32));
+            }
+        }
+        let members = sorted(members);
+        for &u in members.iter() {
+            self.user_accesses[u as usize].push(a);
+        }
+        self.accesses.push(AccessEntry {
+            name: access.name.as_str().into(),
+            status: access.status,
+            valid_from: access.valid_from,
+            valid_to: access.valid_to,
+            schedule,
+            doors: doors.into_boxed_slice(),
+            users: members,
+        });
+        Ok(())
+    }
+
+    /// Adds a biometric-platform facility (after the accesses).
+    pub(crate) fn facility(&mut self, facility: &Facility) -> Result<(), ModelError> {
+        let doors = self.local_doors(&facility.doors);
+        if self
+            .facilities
+            .insert(facility.id.as_str().into(), doors)
+            .is_some()
+        {
+            return Err(ModelError::DuplicateId(RecordRef::new(
+                RecordKind::Facility,
+                facility.id.as_str(),
+            )));
+        }
+        Ok(())
+    }
+
+    /// Adds a biometric-platform event (after the facilities).
+    pub(crate) fn event(&mut self, event: &Event) -> Result<(), ModelError> {
+        if self.user_events.is_empty() {
+            self.user_events = vec![Vec::new(); self.user_flags.len()];
+        }
+        let e = index_of(self.events.len(), RecordKind::Event)?;
+        let me = || RecordRef::new(RecordKind::Event, event.id.as_str());
+        if !self.event_ids.insert(event.id.as_str().into()) {
+            return Err(ModelError::DuplicateId(me()));
+        }
+        check_window(Some(event.starts_at), Some(event.ends_at), me)?;
+        let doors = self
+            .facilities
+            .get(event.facility.as_str())
+            .cloned()
+            .ok_or_else(|| ModelError::UnknownReference {
+                record: me(),
+                target: RecordRef::new(RecordKind::Facility, event.facility.as_str()),
+            })?;
+        for attendee in &event.attendees {
+            let u = self.find_user(attendee.as_str(), &me)?;
+            self.user_events[u as usize].push(e);
+        }
+        self.events.push(EventEntry {
+            name: event.name.as_str().into(),
+            starts_at: event.starts_at,
+            ends_at: event.ends_at,
+            doors,
+        });
+        Ok(())
+    }
+
+    /// Adds a Seam access code (after the events): failures from the data
+    /// alone now, (door, PIN) precedence at [`ViewBuilder::finish`].
+    pub(crate) fn access_code(&mut self, code: &AccessCode) -> Result<(), ModelError> {
+        let k = index_of(self.codes.len(), RecordKind::AccessCode)?;
+        if self.code_index.insert(code.id.clone(), k).is_some() {
+            return Err(ModelError::DuplicateId(RecordRef::new(
+                RecordKind::AccessCode,
+                code.id.as_str(),
+            )));
+        }
+        let door = self.door_index.get(&code.door).copied();
+        let pin = Pin::parse(code.code.expose()).ok();
+        let failure = match (door, &pin) {
+            (None, _) => Some(CodeFailure::UnknownDoor),
+            (Some(d), _) if !self.door_records[d as usize].keypad => Some(CodeFailure::NoKeypad),
+            (_, None) => Some(CodeFailure::InvalidPin),
+            _ if matches!((code.starts_at, code.ends_at), (Some(s), Some(e)) if e <= s) => {
+                Some(CodeFailure::EndsBeforeStart)
+            }
+            (_, Some(pin)) => self
+                .pins
+                .get(pin)
+                .map(|&c| CodeFailure::PinUsedByCredential {
+                    credential: self.credentials.id(c),
+                }),
+        };
+        // Failed codes join the group too, so that typing their PIN says
+        // why they do not open (they are never the live one).
+        if let (Some(d), Some(pin)) = (door, &pin) {
+            self.code_groups.entry((d, pin.clone())).or_default().push((
+                code.created_at,
+                code.id.clone(),
+                k,
+            ));
+        }
+        self.codes.push(CodeEntry {
+            id: code.id.clone(),
+            name: code.name.as_str().into(),
+            failure,
+            door,
+            pin,
+            starts_at: code.starts_at,
+            ends_at: code.ends_at,
+            one_time_use: code.one_time_use,
+            used_at: code.used_at,
+            deleted: code.deleted,
+        });
+        Ok(())
+    }
+
+    /// The view. `data` is what the view keeps of the records: the whole
+    /// data set for [`View::build`]; the site, doors, schedules, holidays,
+    /// facilities and access codes for a view built from the store.
+    pub(crate) fn finish(mut self, data: DataSet) -> View {
+        let users_count = self.user_flags.len();
+        self.user_accesses.resize_with(users_count, Vec::new);
+        self.user_events.resize_with(users_count, Vec::new);
+        self.door_accesses
+            .resize_with(self.door_records.len(), Vec::new);
+        self.door_lock_unlock
+            .resize_with(self.door_records.len(), Vec::new);
+        let lists = |lists: Vec<Vec<u32>>| {
+            Lists::from_lists(lists.into_iter().map(|l| sorted(l).into_vec()).collect())
+        };
+        // Fewer than 2^32 accesses and events, each listing fewer than 2^32
+        // users (checked as they came), so the totals fit unless a list
+        // count overflows; then the lists stay empty rather than wrong.
+        self.users.accesses = lists(self.user_accesses).unwrap_or_default();
+        self.users.events = lists(self.user_events).unwrap_or_default();
+        self.users.flags = self.user_flags;
+        self.users.ids.shrink_to_fit();
+        self.users.names.shrink_to_fit();
+        self.users.first_last.shrink_to_fit();
+        self.users.flags.shrink_to_fit();
+        self.users.extras.shrink_to_fit();
+        self.credentials.ids.shrink_to_fit();
+        self.credentials.users.shrink_to_fit();
+        self.credentials.extras.shrink_to_fit();
+        let doors: Vec<DoorEntry> = self
+            .door_records
+            .iter()
+            .zip(self.door_accesses)
+            .zip(self.door_lock_unlock)
+            .map(|((door, accesses), lock_unlock)| DoorEntry {
+                id: door.id.clone(),
+                name: door.name.as_str().into(),
+                accesses: sorted(accesses),
+                lock_unlock: lock_unlock.into_boxed_slice(),
+            })
+            .collect();
+        let mut door_pins: HashMap<u32, HashMap<Pin, Box<[u32]>>> = HashMap::new();
+        for ((door, pin), mut group) in self.code_groups {
+            group.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+            let group = group.into_iter().map(|(_, _, k)| k).collect();
+            door_pins.entry(door).or_default().insert(pin, group);
+        }
+        View {
+            tz: self.tz,
+            holidays: self.holidays,
+            doors,
+            door_index: self.door_index,
+            users: self.users,
+            credentials: self.credentials,
+            schedules: self.schedules,
+            accesses: self.accesses,
+            events: self.events,
+            codes: self.codes,
+            code_index: self.code_index,
+            cards: self.cards,
+            user_cards: self.user_cards,
+            wide_cards: self.wide_cards,
+            raw_cards: self.raw_cards,
+            pins: self.pins,
+            door_pins,
+            mobile_keys: self.mobile_keys,
+            door_access_ids: self.door_access_ids,
+            barcodes: self.barcodes,
+            acs_ids: self.acs_ids,
+            data,
+        }
+    }
+}
+
 impl View {
     /// Checks and indexes a data set, resolving the site's time zone in the
     /// bundled time zone database.
@@ -446,455 +1295,50 @@ impl View {
     /// Like [`View::build`], resolving the site's time zone in `tzdb` (for
     /// example the system's, `jiff::tz::db()`).
     pub fn build_with_tzdb(data: DataSet, tzdb: &TimeZoneDatabase) -> Result<View, ModelError> {
-        let tz = tzdb
-            .get(&data.site.time_zone)
-            .map_err(|_| ModelError::TimeZone {
-                name: data.site.time_zone.clone(),
-            })?;
-        let holidays = HolidayCalendar::new(&data.holidays).map_err(ModelError::Holidays)?;
-
-        // Doors.
-        let mut door_index = HashMap::with_capacity(data.doors.len());
-        for (i, door) in data.doors.iter().enumerate() {
-            let i = index_of(i, RecordKind::Door)?;
-            if door_index.insert(door.id.clone(), i).is_some() {
-                return Err(ModelError::DuplicateId(RecordRef::new(
-                    RecordKind::Door,
-                    door.id.as_str(),
-                )));
-            }
+        let mut b = ViewBuilder::new(&data.site, &data.holidays, tzdb)?;
+        for door in &data.doors {
+            b.door(door)?;
         }
-        let local_doors = |ids: &[DoorId]| -> Box<[u32]> {
-            sorted(
-                ids.iter()
-                    .filter_map(|id| door_index.get(id).copied())
-                    .collect(),
-            )
-        };
-
-        // Users and their identifiers.
-        let mut user_index: HashMap<UserId, u32> = HashMap::with_capacity(data.users.len());
-        let mut door_access_ids = HashMap::new();
-        let mut barcodes = HashMap::new();
-        let mut acs_ids = HashMap::new();
-        let mut users = Vec::with_capacity(data.users.len());
-        for (i, user) in data.users.iter().enumerate() {
-            let i = index_of(i, RecordKind::User)?;
-            let me = || RecordRef::new(RecordKind::User, user.id.as_str());
-            if user_index.insert(user.id.clone(), i).is_some() {
-                return Err(ModelError::DuplicateId(me()));
-            }
-            let ids: [(&'static str, Option<&str>, &mut IdIndex); 3] = [
-                (
-                    "door_access_id",
-                    user.door_access_id.as_ref().map(|s| s.expose()),
-                    &mut door_access_ids,
-                ),
-                ("barcode_id", user.barcode_id.as_deref(), &mut barcodes),
-                ("acs_id", user.acs_id.as_deref(), &mut acs_ids),
-            ];
-            for (field, value, map) in ids {
-                if let Some(value) = value {
-                    if let Some(other) = map.insert(value.into(), i) {
-                        return Err(ModelError::DuplicateIdentifier {
-                            field,
-                            record: me(),
-                            other: RecordRef::new(
-                                RecordKind::User,
-                                data.users[other as usize].id.as_str(),
-                            ),
-                        });
-                    }
-                }
-            }
-            users.push(UserEntry {
-                summary: Arc::new(summary(user)),
-                member: false,
-                accesses: Box::default(),
-                events: Box::default(),
-                memberships: user
-                    .memberships
-                    .iter()
-                    .map(|m| MembershipEntry {
-                        type_id: m.type_id,
-                        name: m.type_name.as_str().into(),
-                        expires: m.expires,
-                        doors: local_doors(&m.door_ids),
-                    })
-                    .collect(),
-            });
+        for user in &data.users {
+            b.user(user)?;
         }
-        let find_user = |id: &str, record: &dyn Fn() -> RecordRef| -> Result<u32, ModelError> {
-            user_index
-                .get(id)
-                .copied()
-                .ok_or_else(|| ModelError::UnknownReference {
-                    record: record(),
-                    target: RecordRef::new(RecordKind::User, id),
-                })
-        };
-
-        // Members.
         for member in &data.members {
-            let record = || RecordRef::new(RecordKind::Member, member.user.as_str());
-            let u = find_user(member.user.as_str(), &record)?;
-            users[u as usize].member = true;
+            b.member(member)?;
         }
-
-        // Credentials.
-        let mut credentials = Vec::with_capacity(data.credentials.len());
-        let mut credential_ids: HashMap<&str, u32> = HashMap::with_capacity(data.credentials.len());
-        let mut cards: HashMap<(Option<u32>, u64), CardHolder> = HashMap::new();
-        let mut raw_cards: HashMap<RawCard, CardHolder> = HashMap::new();
-        let mut pins: HashMap<Pin, u32> = HashMap::new();
-        let mut mobile_keys: HashMap<Arc<str>, u32> = HashMap::new();
-        let cred_ref = |c: u32| {
-            RecordRef::new(
-                RecordKind::Credential,
-                data.credentials[c as usize].id.as_str(),
-            )
-        };
-        let holder_ref = |h: CardHolder| match h {
-            CardHolder::Credential(c) => cred_ref(c),
-            CardHolder::User(u) => {
-                RecordRef::new(RecordKind::User, data.users[u as usize].id.as_str())
-            }
-        };
-        for (c, cred) in data.credentials.iter().enumerate() {
-            let c = index_of(c, RecordKind::Credential)?;
-            let me = || RecordRef::new(RecordKind::Credential, cred.id.as_str());
-            if credential_ids.insert(cred.id.as_str(), c).is_some() {
-                return Err(ModelError::DuplicateId(me()));
-            }
-            let user = find_user(cred.user.as_str(), &me)?;
-            check_window(cred.starts_at, cred.ends_at, me)?;
-            match cred.access_method {
-                AccessMethod::Code => {
-                    let code = cred
-                        .code
-                        .as_ref()
-                        .ok_or_else(|| ModelError::MissingPin(me()))?;
-                    let pin =
-                        Pin::parse(code.expose()).map_err(|source| ModelError::InvalidPin {
-                            record: me(),
-                            source,
-                        })?;
-                    if let Some(other) = pins.insert(pin, c) {
-                        return Err(ModelError::DuplicatePin {
-                            record: me(),
-                            other: cred_ref(other),
-                        });
-                    }
-                }
-                AccessMethod::Card => {
-                    if let Some(code) = &cred.code {
-                        let key = CardKey::parse(code.expose()).map_err(|source| {
-                            ModelError::InvalidCard {
-                                record: me(),
-                                source,
-                            }
-                        })?;
-                        let previous = match key {
-                            CardKey::Number { facility, number } => {
-                                cards.insert((facility, number), CardHolder::Credential(c))
-                            }
-                            CardKey::Raw(raw) => raw_cards.insert(raw, CardHolder::Credential(c)),
-                        };
-                        if let Some(other) = previous {
-                            return Err(ModelError::DuplicateCard {
-                                record: me(),
-                                other: holder_ref(other),
-                            });
-                        }
-                    }
-                }
-                AccessMethod::MobileKey => {
-                    let keys = [
-                        Some(cred.id.as_str()),
-                        cred.code.as_ref().map(|s| s.expose()),
-                    ];
-                    for key in keys.into_iter().flatten() {
-                        if let Some(other) = mobile_keys.insert(key.into(), c) {
-                            if other != c {
-                                return Err(ModelError::DuplicateIdentifier {
-                                    field: "mobile key",
-                                    record: me(),
-                                    other: cred_ref(other),
-                                });
-                            }
-                        }
-                    }
-                }
-            }
-            credentials.push(CredentialEntry {
-                id: cred.id.clone(),
-                user,
-                starts_at: cred.starts_at,
-                ends_at: cred.ends_at,
-                entrances: if cred.allowed_entrances.is_empty() {
-                    None
-                } else {
-                    Some(local_doors(&cred.allowed_entrances))
-                },
-            });
+        for credential in &data.credentials {
+            b.credential(credential)?;
         }
-
-        // Hive door access ids that are card values.
-        for (u, user) in data.users.iter().enumerate() {
-            let Some(value) = &user.door_access_id else {
-                continue;
-            };
-            let Ok(key) = CardKey::parse(value.expose()) else {
-                continue;
-            };
-            let u = u as u32;
-            let holder = match key {
-                CardKey::Number { facility, number } => *cards
-                    .entry((facility, number))
-                    .or_insert(CardHolder::User(u)),
-                CardKey::Raw(raw) => *raw_cards.entry(raw).or_insert(CardHolder::User(u)),
-            };
-            if holder != CardHolder::User(u) {
-                check_card_holder(holder, u, &credentials, &holder_ref, &data.users)?;
-            }
+        b.end_credentials()?;
+        for schedule in &data.schedules {
+            b.schedule(schedule)?;
         }
-
-        // Schedules.
-        let mut schedule_index: HashMap<&str, u32> = HashMap::with_capacity(data.schedules.len());
-        let mut schedules = Vec::with_capacity(data.schedules.len());
-        for (s, schedule) in data.schedules.iter().enumerate() {
-            let s = index_of(s, RecordKind::Schedule)?;
-            let me = || RecordRef::new(RecordKind::Schedule, schedule.id.as_str());
-            if schedule_index.insert(schedule.id.as_str(), s).is_some() {
-                return Err(ModelError::DuplicateId(me()));
-            }
-            schedules.push(CompiledSchedule::new(schedule).map_err(|source| {
-                ModelError::Schedule {
-                    record: me(),
-                    source,
-                }
-            })?);
+        for access in &data.accesses {
+            b.access(access)?;
         }
-
-        // Accesses.
-        let mut access_ids: HashMap<&str, u32> = HashMap::with_capacity(data.accesses.len());
-        let mut accesses = Vec::with_capacity(data.accesses.len());
-        let mut user_accesses: Vec<Vec<u32>> = vec![Vec::new(); users.len()];
-        let mut door_accesses: Vec<Vec<u32>> = vec![Vec::new(); data.doors.len()];
-        let mut door_lock_unlock: Vec<Vec<(u32, u32)>> = vec![Vec::new(); data.doors.len()];
-        for (a, access) in data.accesses.iter().enumerate() {
-            let a = index_of(a, RecordKind::Access)?;
-            let me = || RecordRef::new(RecordKind::Access, access.id.as_str());
-            if access_ids.insert(access.id.as_str(), a).is_some() {
-                return Err(ModelError::DuplicateId(me()));
-            }
-            if access.kind == super::model::AccessKind::Temporary && access.valid_to.is_none() {
-                return Err(ModelError::TemporaryWithoutEnd(me()));
-            }
-            check_window(access.valid_from, access.valid_to, me)?;
-            let schedule = match &access.schedule {
-                None => None,
-                Some(id) => Some(schedule_index.get(id.as_str()).copied().ok_or_else(|| {
-                    ModelError::UnknownReference {
-                        record: me(),
-                        target: RecordRef::new(RecordKind::Schedule, id.as_str()),
-                    }
-                })?),
-            };
-            let mut doors: Vec<AccessDoorEntry> = Vec::with_capacity(access.doors.len());
-            for entry in &access.doors {
-                let Some(&door) = door_index.get(&entry.door) else {
-                    continue;
-                };
-                let parsed = AccessDoorEntry {
-                    door,
-                    lock_unlock: entry.lock_unlock,
-                    first_card_unlock: entry.first_card_unlock,
-                    in_auth: entry.in_auth,
-                    out_auth: entry.out_auth,
-                };
-                // A door listed twice: the later entry wins.
-                match doors.iter_mut().find(|d| d.door == door) {
-                    Some(existing) => *existing = parsed,
-                    None => doors.push(parsed),
-                }
-            }
-            doors.sort_unstable_by_key(|d| d.door);
-            for (pos, entry) in doors.iter().enumerate() {
-                door_accesses[entry.door as usize].push(a);
-                if entry.lock_unlock {
-                    door_lock_unlock[entry.door as usize].push((a, pos as u32));
-                }
-            }
-            let mut members = Vec::with_capacity(access.users.len());
-            for user in &access.users {
-                members.push(find_user(user.as_str(), &me)?);
-            }
-            let members = sorted(members);
-            for &u in members.iter() {
-                user_accesses[u as usize].push(a);
-            }
-            accesses.push(AccessEntry {
-                name: access.name.as_str().into(),
-                status: access.status,
-                valid_from: access.valid_from,
-                valid_to: access.valid_to,
-                schedule,
-                doors: doors.into_boxed_slice(),
-                users: members,
-            });
-        }
-        for (u, list) in user_accesses.into_iter().enumerate() {
-            users[u].accesses = sorted(list);
-        }
-        let doors: Vec<DoorEntry> = data
-            .doors
-            .iter()
-            .zip(door_accesses)
-            .zip(door_lock_unlock)
-            .map(|((door, accesses), lock_unlock)| DoorEntry {
-                id: door.id.clone(),
-                name: door.name.as_str().into(),
-                accesses: sorted(accesses),
-                lock_unlock: lock_unlock.into_boxed_slice(),
-            })
-            .collect();
-
-        // Facilities and events.
-        let mut facilities: HashMap<&str, Box<[u32]>> =
-            HashMap::with_capacity(data.facilities.len());
         for facility in &data.facilities {
-            if facilities
-                .insert(facility.id.as_str(), local_doors(&facility.doors))
-                .is_some()
-            {
-                return Err(ModelError::DuplicateId(RecordRef::new(
-                    RecordKind::Facility,
-                    facility.id.as_str(),
-                )));
-            }
+            b.facility(facility)?;
         }
-        let mut event_ids: HashMap<&str, ()> = HashMap::with_capacity(data.events.len());
-        let mut events = Vec::with_capacity(data.events.len());
-        let mut user_events: Vec<Vec<u32>> = vec![Vec::new(); users.len()];
-        for (e, event) in data.events.iter().enumerate() {
-            let e = index_of(e, RecordKind::Event)?;
-            let me = || RecordRef::new(RecordKind::Event, event.id.as_str());
-            if event_ids.insert(event.id.as_str(), ()).is_some() {
-                return Err(ModelError::DuplicateId(me()));
-            }
-            check_window(Some(event.starts_at), Some(event.ends_at), me)?;
-            let doors = facilities
-                .get(event.facility.as_str())
-                .cloned()
-                .ok_or_else(|| ModelError::UnknownReference {
-                    record: me(),
-                    target: RecordRef::new(RecordKind::Facility, event.facility.as_str()),
-                })?;
-            for attendee in &event.attendees {
-                let u = find_user(attendee.as_str(), &me)?;
-                user_events[u as usize].push(e);
-            }
-            events.push(EventEntry {
-                name: event.name.as_str().into(),
-                starts_at: event.starts_at,
-                ends_at: event.ends_at,
-                doors,
-            });
+        for event in &data.events {
+            b.event(event)?;
         }
-        for (u, list) in user_events.into_iter().enumerate() {
-            users[u].events = sorted(list);
+        for code in &data.access_codes {
+            b.access_code(code)?;
         }
-
-        // Access codes: failures from the data alone, then (door, PIN)
-        // groups in precedence order (older first).
-        let mut code_index = HashMap::with_capacity(data.access_codes.len());
-        let mut codes = Vec::with_capacity(data.access_codes.len());
-        let mut groups: HashMap<(u32, Pin), Vec<u32>> = HashMap::new();
-        for (k, code) in data.access_codes.iter().enumerate() {
-            let k = index_of(k, RecordKind::AccessCode)?;
-            if code_index.insert(code.id.clone(), k).is_some() {
-                return Err(ModelError::DuplicateId(RecordRef::new(
-                    RecordKind::AccessCode,
-                    code.id.as_str(),
-                )));
-            }
-            let door = door_index.get(&code.door).copied();
-            let pin = Pin::parse(code.code.expose()).ok();
-            let failure = match (door, &pin) {
-                (None, _) => Some(CodeFailure::UnknownDoor),
-                (Some(d), _) if !data.doors[d as usize].keypad => Some(CodeFailure::NoKeypad),
-                (_, None) => Some(CodeFailure::InvalidPin),
-                _ if matches!((code.starts_at, code.ends_at), (Some(s), Some(e)) if e <= s) => {
-                    Some(CodeFailure::EndsBeforeStart)
-                }
-                (_, Some(pin)) => pins.get(pin).map(|&c| CodeFailure::PinUsedByCredential {
-                    credential: credentials[c as usize].id.clone(),
-                }),
-            };
-            // Failed codes join the group too, so that typing their PIN
-            // says why they do not open (they are never the live one).
-            if let (Some(d), Some(pin)) = (door, &pin) {
-                groups.entry((d, pin.clone())).or_default().push(k);
-            }
-            codes.push(CodeEntry {
-                id: code.id.clone(),
-                name: code.name.as_str().into(),
-                failure,
-                door,
-                pin,
-                starts_at: code.starts_at,
-                ends_at: code.ends_at,
-                one_time_use: code.one_time_use,
-                used_at: code.used_at,
-                deleted: code.deleted,
-            });
-        }
-        let mut door_pins: HashMap<u32, HashMap<Pin, Box<[u32]>>> = HashMap::new();
-        for ((door, pin), group) in groups.into_iter().map(|(key, mut group)| {
-            group.sort_by(|&a, &b| {
-                let (a, b) = (
-                    &data.access_codes[a as usize],
-                    &data.access_codes[b as usize],
-                );
-                (a.created_at, &a.id).cmp(&(b.created_at, &b.id))
-            });
-            (key, group.into_boxed_slice())
-        }) {
-            door_pins.entry(door).or_default().insert(pin, group);
-        }
-
-        Ok(View {
-            tz,
-            holidays,
-            doors,
-            door_index,
-            users,
-            user_index,
-            credentials,
-            schedules,
-            accesses,
-            events,
-            codes,
-            code_index,
-            cards,
-            raw_cards,
-            pins,
-            door_pins,
-            mobile_keys,
-            door_access_ids,
-            barcodes,
-            acs_ids,
-            data,
-        })
+        Ok(b.finish(data))
     }
 
-    /// The data set this view was built from (with the hub's own updates).
+    /// The records this view keeps, with the hub's own updates: the whole
+    /// data set for a view from [`View::build`]; for a view from the store
+    /// ([`crate::site_data::load_view`]) the site, doors, schedules,
+    /// holidays, facilities and access codes only (users, credentials,
+    /// accesses, events and members stay in the store; the view has its
+    /// compact index of them).
     pub fn data(&self) -> &DataSet {
         &self.data
     }
 
-    /// Gives the data set back (to change it and build a new view).
+    /// Gives the records back (to change them and build a new view); see
+    /// [`View::data`] for what a view from the store keeps.
     pub fn into_data(self) -> DataSet {
         self.data
     }
@@ -902,8 +1346,8 @@ impl View {
     /// Frees the credential records the view was built from, keeping its
     /// own indexes: decisions do not read them. Afterwards
     /// [`View::data`] and [`View::into_data`] have no credentials (reload
-    /// them from the store before building a new view). With 1,000,000
-    /// credentials this returns about 200 MiB (see docs/benchmarks.md).
+    /// them from the store before building a new view). A view from the
+    /// store keeps no credential records, so this returns 0 there.
     /// Returns how many were dropped.
     pub fn release_credential_records(&mut self) -> usize {
         std::mem::take(&mut self.data.credentials).len()
@@ -921,11 +1365,38 @@ impl View {
             .map(|&d| &self.data.doors[d as usize])
     }
 
-    /// A user by id.
+    /// A user's record by id, when the view keeps user records (built by
+    /// [`View::build`]; a view from the store does not: read the record
+    /// from the store).
     pub fn user(&self, id: &str) -> Option<&User> {
-        self.user_index
-            .get(id)
-            .map(|&u| &self.data.users[u as usize])
+        self.user_by_id(id)
+            .and_then(|u| self.data.users.get(u as usize))
+    }
+
+    /// The doors of this hub that a user's Hive membership opens (listed in
+    /// its `door_ids`, or whose `membership_type_ids` hold its type), in
+    /// door order; empty for an unknown user or membership. Works on every
+    /// view, with or without user records.
+    pub fn membership_doors(&self, user: &str, membership_id: u64) -> Vec<&DoorId> {
+        let Some(u) = self.user_by_id(user) else {
+            return Vec::new();
+        };
+        let Some(m) = self.users[u as usize]
+            .memberships
+            .iter()
+            .find(|m| m.id == membership_id)
+        else {
+            return Vec::new();
+        };
+        self.doors
+            .iter()
+            .enumerate()
+            .filter(|(d, _)| {
+                m.doors.binary_search(&(*d as u32)).is_ok()
+                    || self.data.doors[*d].membership_type_ids.contains(&m.type_id)
+            })
+            .map(|(_, door)| &door.id)
+            .collect()
     }
 
     /// Marks a one-time access code used at `at` (the caller persists the
@@ -1037,17 +1508,24 @@ impl View {
         self.data.site.lockdown
     }
 
-    pub(crate) fn user_data(&self, u: u32) -> &User {
-        &self.data.users[u as usize]
+    fn number_holder(&self, facility: Option<u32>, number: u64) -> Option<CardHolder> {
+        match PackedCard::new(facility, number) {
+            Some(packed) => self
+                .cards
+                .get(packed)
+                .map(CardHolder::Credential)
+                .or_else(|| self.user_cards.get(packed).map(CardHolder::User)),
+            None => self.wide_cards.get(&(facility, number)).copied(),
+        }
     }
 
     pub(crate) fn card_holder(&self, card: &CardNumber) -> Option<CardHolder> {
         if card.facility.is_some() {
-            if let Some(&h) = self.cards.get(&(card.facility, card.number)) {
+            if let Some(h) = self.number_holder(card.facility, card.number) {
                 return Some(h);
             }
         }
-        if let Some(&h) = self.cards.get(&(None, card.number)) {
+        if let Some(h) = self.number_holder(None, card.number) {
             return Some(h);
         }
         if !card.raw.is_empty() {
@@ -1069,7 +1547,7 @@ impl View {
     }
 
     pub(crate) fn user_by_id(&self, id: &str) -> Option<u32> {
-        self.user_index.get(id).copied()
+        self.users.id_index.get(&self.users.ids, id)
     }
 
     pub(crate) fn user_by_door_access_id(&self, id: &str) -> Option<u32> {
@@ -1082,44 +1560,6 @@ impl View {
 
     pub(crate) fn user_by_acs_id(&self, id: &str) -> Option<u32> {
         self.acs_ids.get(id).copied()
-    }
-}
-
-/// A card value already held: fine when it is the same user's credential
-/// (the credential, with its window and entrances, wins), an error
-/// otherwise.
-fn check_card_holder(
-    existing: CardHolder,
-    user: u32,
-    credentials: &[CredentialEntry],
-    holder_ref: &dyn Fn(CardHolder) -> RecordRef,
-    users: &[User],
-) -> Result<(), ModelError> {
-    match existing {
-        CardHolder::Credential(c) if credentials[c as usize].user == user => Ok(()),
-        other => Err(ModelError::DuplicateCard {
-            record: RecordRef::new(RecordKind::User, users[user as usize].id.as_str()),
-            other: holder_ref(other),
-        }),
-    }
-}
-
-fn summary(user: &User) -> UserSummary {
-    UserSummary {
-        id: user.id.clone(),
-        first_name: user.first_name.as_str().into(),
-        last_name: user.last_name.as_str().into(),
-        is_instructor: user.is_instructor,
-        memberships: user
-            .memberships
-            .iter()
-            .map(|m| MembershipSummary {
-                id: m.id,
-                type_id: m.type_id,
-                type_name: m.type_name.as_str().into(),
-                expires: m.expires,
-            })
-            .collect(),
     }
 }
 
