@@ -457,10 +457,12 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
 /// The view from the store, seeded from the data set file when the store
 /// has none.
 fn load_view(config: &Config, store: &Store, log: &EventLog) -> Result<View, DaemonError> {
-    let view = match site_data::load(store) {
-        Ok((data, revision)) => {
+    // Straight from the store into the compact view: no full DataSet in
+    // memory on the way (docs/benchmarks.md, decide_scale).
+    let view = match site_data::load_view(store) {
+        Ok((view, revision)) => {
             info!(revision, "data set loaded from the store");
-            View::build(data)?
+            view
         }
         Err(e) if e.needs_full_resync() => match &config.site.dataset_file {
             Some(path) => seed(path, store, log)?,
