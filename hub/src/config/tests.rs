@@ -183,6 +183,18 @@ fn the_shipped_examples_are_valid() {
 }
 
 #[test]
+fn the_packaged_default_config_is_valid() {
+    // systemd/hub.toml is /etc/hub/hub.toml in the Debian package: a fresh
+    // install must pass `hub check-config` (the unit's ExecStartPre).
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../systemd/hub.toml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let c = Files::new().parse(&text).unwrap();
+    assert_eq!(c.storage.path, Path::new("/var/lib/hub/store"));
+    assert_eq!(c.readers.len(), 1);
+    assert!(c.web.is_none() && c.api.is_none() && c.mqtt.is_none());
+}
+
+#[test]
 fn syntax_errors_name_the_line() {
     let f = Files::new();
     let e = f.error(&with("baud = 9600", "baud = 9600 9600"));
