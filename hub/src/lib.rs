@@ -24,6 +24,8 @@
 //!   access-log outbox.
 //! - [`site_data`]: the access data set in the store, one collection per
 //!   kind of record, saved as one atomic snapshot and loaded consistently.
+//! - [`cloud`]: the sync with the cloud over MQTT on the store (the
+//!   `hub-sync` engine with the access model), for the daemon to start.
 //!
 //! The binary (`src/main.rs`) only parses the command line with [`Cli`],
 //! calls [`init_tracing`] and hands over to [`run`]. Logs go to stderr
@@ -34,6 +36,7 @@ pub mod access_cli;
 pub mod access_input;
 pub mod bus;
 pub mod check_api;
+pub mod cloud;
 pub mod dataset_file;
 pub mod demo;
 pub mod door;
