@@ -41,6 +41,7 @@
 //!   whose status changed with time, and temporary accesses that expired.
 
 pub mod convert;
+pub mod reference;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;

@@ -233,3 +233,36 @@ fn outbox_events_come_back_with_their_sequence_numbers() {
     assert_eq!(store.outbox().depth(), 1);
     assert_eq!(s.health().outbox_depth, 1);
 }
+
+#[test]
+fn snapshot_chunks_stay_under_the_limit_and_diff_turns_one_data_set_into_another() {
+    let data = fixture::data();
+    let chunks = reference::snapshot_chunks(&data, 4, "snap-1", 1024);
+    assert!(chunks.len() > 2);
+    for (i, c) in chunks.iter().enumerate() {
+        assert!(c.encoded_len() <= 1024 || c.entities.len() == 1);
+        assert_eq!((c.chunk_index as usize, c.chunk_count as usize), (i, chunks.len()));
+    }
+    let dir = tempfile::TempDir::new().unwrap();
+    let (mut s, _) = state(open(&dir));
+    s.snapshot_begin(4).unwrap();
+    for c in chunks {
+        s.snapshot_chunk(c.entities).unwrap();
+    }
+    s.snapshot_commit().unwrap();
+    assert_eq!(s.data().cloned().map(by_key), Some(by_key(data.clone())));
+
+    let mut new = data.clone();
+    new.doors.retain(|d| d.id.as_str() != "lobby");
+    new.doors[0].name = "Renamed".into();
+    new.holidays.clear();
+    let changes = reference::diff(&data, &new);
+    assert_eq!(changes.len(), 3);
+    s.apply_revision(&pb::Revision {
+        base_revision: 4,
+        revision: 5,
+        changes,
+    })
+    .unwrap();
+    assert_eq!(s.data().cloned().map(by_key), Some(by_key(new)));
+}
