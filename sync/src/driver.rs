@@ -293,6 +293,9 @@ async fn run<L: LocalState>(
             }
         }
     });
+    // Aborted with this future too (a `SyncHandle::abort` must drop the
+    // connection, as a crash would).
+    let _poller = AbortOnDrop(poller);
     let mut pending: std::collections::VecDeque<Publish> = Default::default();
     let mut connected = false;
     loop {
@@ -374,6 +377,13 @@ async fn run<L: LocalState>(
             }
         }
     }
-    poller.abort();
     local
+}
+
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
