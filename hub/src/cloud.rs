@@ -332,7 +332,11 @@ impl CloudState {
     /// Statuses of the given access codes (all when `None`) and of expired
     /// temporary accesses; with `only_changed`, those that differ from what
     /// was reported.
-    fn collect_statuses(&mut self, codes: Option<&HashSet<String>>, only_changed: bool) -> Vec<pb::EntityStatus> {
+    fn collect_statuses(
+        &mut self,
+        codes: Option<&HashSet<String>>,
+        only_changed: bool,
+    ) -> Vec<pb::EntityStatus> {
         let now = self.clock();
         let revision = self.revision.unwrap_or(0);
         let Some(view) = &self.view else {
@@ -350,8 +354,7 @@ impl CloudState {
             }
         }
         for a in &view.data().accesses {
-            let expired =
-                a.kind == AccessKind::Temporary && a.valid_to.is_some_and(|to| to <= now);
+            let expired = a.kind == AccessKind::Temporary && a.valid_to.is_some_and(|to| to <= now);
             if expired && (!only_changed || !self.reported_expired.contains(a.id.as_str())) {
                 self.reported_expired.insert(a.id.to_string());
                 out.push(pb::EntityStatus {
@@ -521,16 +524,21 @@ impl LocalState for CloudState {
         self.pending = None;
     }
 
-    fn outbox_peek(&mut self, from_seq: u64, max: usize) -> Result<Vec<pb::AccessEvent>, LocalError> {
+    fn outbox_peek(
+        &mut self,
+        from_seq: u64,
+        max: usize,
+    ) -> Result<Vec<pb::AccessEvent>, LocalError> {
         let raw = self.store.outbox().peek(from_seq, max).map_err(store_err)?;
         Ok(raw
             .into_iter()
             .map(|(seq, bytes)| {
-                let mut e = pb::AccessEvent::decode(&bytes[..]).unwrap_or_else(|_| pb::AccessEvent {
-                    kind: pb::EventKind::Alarm as i32,
-                    message: "unreadable outbox record".into(),
-                    ..pb::AccessEvent::default()
-                });
+                let mut e =
+                    pb::AccessEvent::decode(&bytes[..]).unwrap_or_else(|_| pb::AccessEvent {
+                        kind: pb::EventKind::Alarm as i32,
+                        message: "unreadable outbox record".into(),
+                        ..pb::AccessEvent::default()
+                    });
                 e.seq = seq;
                 e
             })

@@ -14,7 +14,11 @@
 
 /// Package `hub.v1`.
 pub mod v1 {
-    #![allow(missing_docs, clippy::doc_lazy_continuation, clippy::large_enum_variant)]
+    #![allow(
+        missing_docs,
+        clippy::doc_lazy_continuation,
+        clippy::large_enum_variant
+    )]
     include!(concat!(env!("OUT_DIR"), "/hub.v1.rs"));
 
     pub use prost::Message;

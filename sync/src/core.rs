@@ -37,8 +37,8 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use hub_proto::v1::{
-    command, Ack, AccessEvent, Command, CommandResult, EntityStatus, ErrorCode, EventBatch,
-    Presence, PresenceState, Revision, ResultCode, ResyncRequest, SnapshotChunk, StatusKind,
+    command, AccessEvent, Ack, Command, CommandResult, EntityStatus, ErrorCode, EventBatch,
+    Presence, PresenceState, ResultCode, ResyncRequest, Revision, SnapshotChunk, StatusKind,
     StatusReport,
 };
 use prost::Message;
@@ -809,7 +809,10 @@ impl SyncCore {
             last = e.seq;
             out.push(e);
         }
-        (!out.is_empty()).then_some(EventBatch { hub_id, events: out })
+        (!out.is_empty()).then_some(EventBatch {
+            hub_id,
+            events: out,
+        })
     }
 
     // ---- statuses and health --------------------------------------------------------
@@ -864,13 +867,7 @@ impl SyncCore {
         self.reject(local, kind, ErrorCode::Decode, None, reason, 0);
     }
 
-    fn reject_local(
-        &mut self,
-        local: &impl LocalState,
-        kind: Kind,
-        e: LocalError,
-        revision: u64,
-    ) {
+    fn reject_local(&mut self, local: &impl LocalState, kind: Kind, e: LocalError, revision: u64) {
         match e {
             LocalError::Rejected { error, key, reason } => {
                 self.reject(local, kind, error, key, reason, revision)

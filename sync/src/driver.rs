@@ -255,10 +255,7 @@ async fn run<L: LocalState>(
     let mut opts = MqttOptions::new(mqtt.client_id.clone(), mqtt.host.clone(), mqtt.port);
     opts.set_keep_alive(mqtt.keep_alive.max(Duration::from_secs(1)))
         .set_clean_session(mqtt.client_id.is_empty())
-        .set_max_packet_size(
-            mqtt.max_incoming_packet,
-            crate::MAX_PAYLOAD + 4 * 1024,
-        )
+        .set_max_packet_size(mqtt.max_incoming_packet, crate::MAX_PAYLOAD + 4 * 1024)
         .set_last_will(LastWill::new(
             will.topic,
             will.payload,
@@ -277,7 +274,9 @@ async fn run<L: LocalState>(
         loop {
             let item = match eventloop.poll().await {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => Loop::Connected,
-                Ok(Event::Incoming(Packet::Publish(p))) => Loop::Message(p.topic, p.payload.to_vec()),
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    Loop::Message(p.topic, p.payload.to_vec())
+                }
                 Ok(_) => continue,
                 Err(e) => {
                     let gone = tx.send(Loop::Down(e.to_string())).await.is_err();

@@ -175,7 +175,11 @@ impl Cloud {
         }
     }
 
-    async fn wait_status(&mut self, what: &str, mut pick: impl FnMut(&pb::EntityStatus) -> bool) -> pb::EntityStatus {
+    async fn wait_status(
+        &mut self,
+        what: &str,
+        mut pick: impl FnMut(&pb::EntityStatus) -> bool,
+    ) -> pb::EntityStatus {
         self.wait(what, |u| match u {
             Up::Status(r) => r.statuses.into_iter().find(|s| pick(s)),
             _ => None,
@@ -332,11 +336,13 @@ async fn mosquitto_mtls_full_sync_cycle() {
     next.doors[0].name = "Main Entrance".into();
     let gone = next.holidays.remove(0);
     let changes = reference::diff(&data, &next);
-    assert!(changes.iter().any(|c| matches!(c.op, Some(pb::change::Op::Delete(_)))));
+    assert!(changes
+        .iter()
+        .any(|c| matches!(c.op, Some(pb::change::Op::Delete(_)))));
     cloud.revision(1, 2, changes).await;
     cloud.wait_applied(2).await;
     assert_eq!(stored(&store), Some((sorted(next.clone()), 2)));
-    let _ = gone;
+    assert!(!stored(&store).unwrap().0.holidays.contains(&gone));
 
     // A gap: the hub rejects it and asks for a snapshot.
     cloud
@@ -345,7 +351,10 @@ async fn mosquitto_mtls_full_sync_cycle() {
     let s = cloud.wait_rejected(pb::ErrorCode::RevisionGap).await;
     assert_eq!(s.topic, "desired");
     let r = cloud.wait_resync().await;
-    assert_eq!((r.reason.as_str(), r.have_revision), ("revision_gap", Some(2)));
+    assert_eq!(
+        (r.reason.as_str(), r.have_revision),
+        ("revision_gap", Some(2))
+    );
     assert_eq!(stored(&store).map(|s| s.1), Some(2));
     next.doors.push(Door::new("annex", "Annex"));
     cloud.snapshot(&next, 6, MAX_PAYLOAD).await;
@@ -499,7 +508,10 @@ async fn hub_killed_with_unacked_events_resends_them_after_restart() {
     append_events(&store, 1..=10);
     hub.outbox_changed();
     // Received, not acknowledged.
-    assert_eq!(cloud.collect_events(10, false).await, (1..=10).collect::<Vec<_>>());
+    assert_eq!(
+        cloud.collect_events(10, false).await,
+        (1..=10).collect::<Vec<_>>()
+    );
     hub.abort();
     let p = cloud
         .wait("the last will", |u| match u {
@@ -552,7 +564,180 @@ async fn nats_mqtt_core_sync() {
     cloud.wait_rejected(pb::ErrorCode::RevisionGap).await;
     append_events(&store, 1..=30);
     hub.outbox_changed();
-    assert_eq!(cloud.collect_events(30, true).await, (1..=30).collect::<Vec<_>>());
+    assert_eq!(
+        cloud.collect_events(30, true).await,
+        (1..=30).collect::<Vec<_>>()
+    );
     eventually("outbox emptied", || store.outbox().depth() == 0).await;
     hub.shutdown().await;
+}
+
+/// `hubctl`, the reference cloud, over mTLS: pushes the example data-set
+/// file as a snapshot and a revision, sends a command and waits for its
+/// result, tails events and acknowledges them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hubctl_reference_cloud() {
+    let tmp = TempDir::new("cloud-sync");
+    let certs = Certs::generate(&tmp.path().join("certs"));
+    let broker = tls_broker(&certs, false);
+    let port = broker.tls_port();
+    let store = open_store(&tmp.path().join("store"));
+    let hub = start_hub(store.clone(), hub_tls(port, &certs));
+    let cloud_cert = certs.client("cloud");
+    let common: Vec<String> = vec![
+        "--host".into(),
+        HOST.into(),
+        "--port".into(),
+        port.to_string(),
+        "--ca".into(),
+        certs.ca.display().to_string(),
+        "--cert".into(),
+        cloud_cert.cert.display().to_string(),
+        "--key".into(),
+        cloud_cert.key.display().to_string(),
+        "--tenant".into(),
+        TENANT.into(),
+        "--hub".into(),
+        "hub-1".into(),
+        "--timeout-s".into(),
+        "20".into(),
+    ];
+    let bin = e2e::hubctl_bin();
+    let run = |args: &[&str]| {
+        let mut cmd = tokio::process::Command::new(&bin);
+        cmd.args(&common).args(args).env("RUST_LOG", "warn");
+        async move {
+            let out = cmd.output().await.expect("run hubctl");
+            let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(|l| serde_json::from_str(l).expect("a JSON line"))
+                .collect();
+            (
+                out.status.code(),
+                lines,
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        }
+    };
+    let site = repo_root().join("hub/examples/data/site.json");
+    let site = site.to_str().unwrap();
+
+    let (code, lines, err) = run(&[
+        "snapshot",
+        "--file",
+        site,
+        "--revision",
+        "1",
+        "--chunk-bytes",
+        "200",
+    ])
+    .await;
+    assert_eq!(code, Some(0), "{lines:?} {err}");
+    assert!(lines[0]["chunks"].as_u64().unwrap() > 1, "{lines:?}");
+    assert_eq!(stored(&store), Some((sorted(example_data()), 1)));
+
+    // A revision as the diff of two files, then a delete by key.
+    let mut next = example_data();
+    next.doors.push(Door::new("side", "Side Door"));
+    let next_path = tmp.path().join("site-v2.json");
+    std::fs::write(&next_path, serde_json::to_string(&next).unwrap()).unwrap();
+    let (code, lines, err) = run(&[
+        "revision",
+        "--base",
+        "1",
+        "--revision",
+        "2",
+        "--previous",
+        site,
+        "--file",
+        next_path.to_str().unwrap(),
+    ])
+    .await;
+    assert_eq!(code, Some(0), "{lines:?} {err}");
+    assert_eq!(lines[0]["changes"], 1);
+    assert_eq!(stored(&store), Some((sorted(next.clone()), 2)));
+    let (code, _, err) = run(&[
+        "revision",
+        "--base",
+        "2",
+        "--revision",
+        "3",
+        "--delete",
+        "door:side",
+    ])
+    .await;
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        stored(&store).map(|s| s.0.doors.len()),
+        Some(example_data().doors.len())
+    );
+    // A gap is reported as a rejection: exit code 1.
+    let (code, lines, _) = run(&[
+        "revision",
+        "--base",
+        "7",
+        "--revision",
+        "8",
+        "--delete",
+        "door:front",
+    ])
+    .await;
+    assert_eq!(code, Some(1));
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["statuses"][0]["error"] == "ERROR_CODE_REVISION_GAP"),
+        "{lines:?}"
+    );
+
+    // A command: no door control in this test, so UNSUPPORTED (exit 1),
+    // answered under its correlation id.
+    let (code, lines, _) = run(&[
+        "command",
+        "--correlation-id",
+        "c-42",
+        "unlock",
+        "--door",
+        "front",
+    ])
+    .await;
+    assert_eq!(code, Some(1));
+    let result = lines
+        .iter()
+        .find(|l| l["topic"] == "result")
+        .expect("a result line");
+    assert_eq!(
+        (&result["correlation_id"], &result["code"]),
+        (&json_str("c-42"), &json_str("RESULT_CODE_UNSUPPORTED"))
+    );
+
+    // Tail with acks.
+    append_events(&store, 1..=7);
+    hub.outbox_changed();
+    let (code, lines, err) = run(&["tail", "--ack", "--for-s", "3"]).await;
+    assert_eq!(code, Some(0), "{err}");
+    let seqs: Vec<u64> = lines
+        .iter()
+        .filter(|l| l["topic"] == "events")
+        .flat_map(|l| {
+            l["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["seq"].as_u64().unwrap())
+        })
+        .collect();
+    assert_eq!(seqs, (1..=7).collect::<Vec<_>>());
+    assert!(lines
+        .iter()
+        .any(|l| l["sent"] == "ack" && l["through_seq"] == 7));
+    assert!(lines.iter().all(|l| l["events"]
+        .as_array()
+        .is_none_or(|es| es.iter().all(|e| e["credential"] == "****4567"))));
+    eventually("acked by hubctl", || store.outbox().depth() == 0).await;
+    hub.shutdown().await;
+}
+
+fn json_str(s: &str) -> serde_json::Value {
+    serde_json::Value::String(s.into())
 }

@@ -160,11 +160,19 @@ impl Ctx {
             reason: reason.to_string(),
         }
     }
-    fn time(&self, field: &'static str, t: Option<pb::Time>) -> Result<Option<Timestamp>, ConvertError> {
+    fn time(
+        &self,
+        field: &'static str,
+        t: Option<pb::Time>,
+    ) -> Result<Option<Timestamp>, ConvertError> {
         t.map(|t| Timestamp::new(t.seconds, t.nanos).map_err(|e| self.invalid(field, e)))
             .transpose()
     }
-    fn required_time(&self, field: &'static str, t: Option<pb::Time>) -> Result<Timestamp, ConvertError> {
+    fn required_time(
+        &self,
+        field: &'static str,
+        t: Option<pb::Time>,
+    ) -> Result<Timestamp, ConvertError> {
         self.time(field, t)?.ok_or_else(|| self.missing(field))
     }
     fn nonempty(&self, field: &'static str, s: String) -> Result<String, ConvertError> {
@@ -174,7 +182,11 @@ impl Ctx {
             Ok(s)
         }
     }
-    fn ids<T: From<String>>(&self, field: &'static str, v: Vec<String>) -> Result<Vec<T>, ConvertError> {
+    fn ids<T: From<String>>(
+        &self,
+        field: &'static str,
+        v: Vec<String>,
+    ) -> Result<Vec<T>, ConvertError> {
         v.into_iter()
             .map(|s| self.nonempty(field, s).map(T::from))
             .collect()
@@ -254,12 +266,13 @@ pub fn from_proto(entity: pb::Entity) -> Result<Record, ConvertError> {
         }
         PbKind::Credential(r) => {
             let c = Ctx::new("credential", &r.id)?;
-            let access_method = match c.enum_value::<pb::AccessMethod>("access_method", r.access_method)? {
-                pb::AccessMethod::Code => AccessMethod::Code,
-                pb::AccessMethod::Card => AccessMethod::Card,
-                pb::AccessMethod::MobileKey => AccessMethod::MobileKey,
-                pb::AccessMethod::Unspecified => return Err(c.missing("access_method")),
-            };
+            let access_method =
+                match c.enum_value::<pb::AccessMethod>("access_method", r.access_method)? {
+                    pb::AccessMethod::Code => AccessMethod::Code,
+                    pb::AccessMethod::Card => AccessMethod::Card,
+                    pb::AccessMethod::MobileKey => AccessMethod::MobileKey,
+                    pb::AccessMethod::Unspecified => return Err(c.missing("access_method")),
+                };
             Record::Credential(Credential {
                 user: c.nonempty("user", r.user)?.into(),
                 access_method,
@@ -313,7 +326,8 @@ pub fn from_proto(entity: pb::Entity) -> Result<Record, ConvertError> {
                         .into_iter()
                         .map(|r| {
                             Ok(TimeRange {
-                                start: c.time_of_day("holiday_ranges.start_second", r.start_second)?,
+                                start: c
+                                    .time_of_day("holiday_ranges.start_second", r.start_second)?,
                                 end: c.time_of_day("holiday_ranges.end_second", r.end_second)?,
                             })
                         })
@@ -810,16 +824,56 @@ macro_rules! with_list {
     ($data:expr, $kind:expr, |$list:ident, $key:ident| $body:expr) => {{
         use pb::EntityKind as K;
         match $kind {
-            K::Door => { let $list = &mut $data.doors; let $key = |r: &Door| r.id.to_string(); $body }
-            K::User => { let $list = &mut $data.users; let $key = |r: &User| r.id.to_string(); $body }
-            K::Credential => { let $list = &mut $data.credentials; let $key = |r: &Credential| r.id.to_string(); $body }
-            K::AccessCode => { let $list = &mut $data.access_codes; let $key = |r: &AccessCode| r.id.to_string(); $body }
-            K::Schedule => { let $list = &mut $data.schedules; let $key = |r: &Schedule| r.id.to_string(); $body }
-            K::Holiday => { let $list = &mut $data.holidays; let $key = |r: &Holiday| holiday_id(r); $body }
-            K::Access => { let $list = &mut $data.accesses; let $key = |r: &Access| r.id.to_string(); $body }
-            K::Facility => { let $list = &mut $data.facilities; let $key = |r: &Facility| r.id.to_string(); $body }
-            K::Event => { let $list = &mut $data.events; let $key = |r: &Event| r.id.to_string(); $body }
-            K::Member => { let $list = &mut $data.members; let $key = |r: &Member| r.user.to_string(); $body }
+            K::Door => {
+                let $list = &mut $data.doors;
+                let $key = |r: &Door| r.id.to_string();
+                $body
+            }
+            K::User => {
+                let $list = &mut $data.users;
+                let $key = |r: &User| r.id.to_string();
+                $body
+            }
+            K::Credential => {
+                let $list = &mut $data.credentials;
+                let $key = |r: &Credential| r.id.to_string();
+                $body
+            }
+            K::AccessCode => {
+                let $list = &mut $data.access_codes;
+                let $key = |r: &AccessCode| r.id.to_string();
+                $body
+            }
+            K::Schedule => {
+                let $list = &mut $data.schedules;
+                let $key = |r: &Schedule| r.id.to_string();
+                $body
+            }
+            K::Holiday => {
+                let $list = &mut $data.holidays;
+                let $key = |r: &Holiday| holiday_id(r);
+                $body
+            }
+            K::Access => {
+                let $list = &mut $data.accesses;
+                let $key = |r: &Access| r.id.to_string();
+                $body
+            }
+            K::Facility => {
+                let $list = &mut $data.facilities;
+                let $key = |r: &Facility| r.id.to_string();
+                $body
+            }
+            K::Event => {
+                let $list = &mut $data.events;
+                let $key = |r: &Event| r.id.to_string();
+                $body
+            }
+            K::Member => {
+                let $list = &mut $data.members;
+                let $key = |r: &Member| r.user.to_string();
+                $body
+            }
             K::Site | K::Unspecified => {}
         }
     }};
@@ -831,12 +885,8 @@ fn index_of<'m, T>(
     list: &[T],
     key: impl Fn(&T) -> String,
 ) -> &'m mut HashMap<String, usize> {
-    maps.entry(kind as i32).or_insert_with(|| {
-        list.iter()
-            .enumerate()
-            .map(|(i, r)| (key(r), i))
-            .collect()
-    })
+    maps.entry(kind as i32)
+        .or_insert_with(|| list.iter().enumerate().map(|(i, r)| (key(r), i)).collect())
 }
 
 fn upsert_in<T>(map: &mut HashMap<String, usize>, list: &mut Vec<T>, k: String, record: T) {
@@ -849,7 +899,12 @@ fn upsert_in<T>(map: &mut HashMap<String, usize>, list: &mut Vec<T>, k: String, 
     }
 }
 
-fn delete_in<T>(map: &mut HashMap<String, usize>, list: &mut Vec<T>, k: &str, key: impl Fn(&T) -> String) {
+fn delete_in<T>(
+    map: &mut HashMap<String, usize>,
+    list: &mut Vec<T>,
+    k: &str,
+    key: impl Fn(&T) -> String,
+) {
     if let Some(i) = map.remove(k) {
         if i < list.len() {
             list.swap_remove(i);
@@ -875,8 +930,12 @@ impl Indexes {
             Record::Site(s) => data.site = s,
             Record::Door(r) => up!(&mut data.doors, r, |r: &Door| r.id.to_string()),
             Record::User(r) => up!(&mut data.users, r, |r: &User| r.id.to_string()),
-            Record::Credential(r) => up!(&mut data.credentials, r, |r: &Credential| r.id.to_string()),
-            Record::AccessCode(r) => up!(&mut data.access_codes, r, |r: &AccessCode| r.id.to_string()),
+            Record::Credential(r) => {
+                up!(&mut data.credentials, r, |r: &Credential| r.id.to_string())
+            }
+            Record::AccessCode(r) => {
+                up!(&mut data.access_codes, r, |r: &AccessCode| r.id.to_string())
+            }
             Record::Schedule(r) => up!(&mut data.schedules, r, |r: &Schedule| r.id.to_string()),
             Record::Holiday(r) => up!(&mut data.holidays, r, holiday_id),
             Record::Access(r) => up!(&mut data.accesses, r, |r: &Access| r.id.to_string()),

@@ -31,7 +31,10 @@ fn by_key(mut d: DataSet) -> DataSet {
 }
 
 fn entities(data: &DataSet) -> Vec<pb::Entity> {
-    convert::records(data).iter().map(convert::to_proto).collect()
+    convert::records(data)
+        .iter()
+        .map(convert::to_proto)
+        .collect()
 }
 
 fn state(store: Arc<Store>) -> (CloudState, Arc<Mutex<Vec<u64>>>) {
@@ -135,7 +138,10 @@ fn snapshot_then_revision_on_the_store() {
     assert_eq!(find("code-guest").kind(), pb::StatusKind::CodeSet);
     assert_eq!(
         (find("code-dup").kind(), find("code-dup").reason),
-        (pb::StatusKind::CodeFailed, "duplicate_pin:code-guest".into())
+        (
+            pb::StatusKind::CodeFailed,
+            "duplicate_pin:code-guest".into()
+        )
     );
     assert_eq!(find("code-deleted").reason, "deleted");
 
@@ -158,7 +164,10 @@ fn snapshot_then_revision_on_the_store() {
     assert_eq!(rev, 11);
     assert!(loaded.site.lockdown);
     assert!(loaded.doors.iter().any(|d| d.id.as_str() == "side"));
-    assert!(!loaded.access_codes.iter().any(|c| c.id.as_str() == "code-guest"));
+    assert!(!loaded
+        .access_codes
+        .iter()
+        .any(|c| c.id.as_str() == "code-guest"));
     assert!(loaded.holidays.is_empty());
     assert!(statuses
         .iter()
@@ -241,7 +250,10 @@ fn snapshot_chunks_stay_under_the_limit_and_diff_turns_one_data_set_into_another
     assert!(chunks.len() > 2);
     for (i, c) in chunks.iter().enumerate() {
         assert!(c.encoded_len() <= 1024 || c.entities.len() == 1);
-        assert_eq!((c.chunk_index as usize, c.chunk_count as usize), (i, chunks.len()));
+        assert_eq!(
+            (c.chunk_index as usize, c.chunk_count as usize),
+            (i, chunks.len())
+        );
     }
     let dir = tempfile::TempDir::new().unwrap();
     let (mut s, _) = state(open(&dir));

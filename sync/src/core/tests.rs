@@ -217,7 +217,10 @@ fn revision(base: u64, rev: u64, changes: Vec<change::Op>) -> Vec<u8> {
     Revision {
         base_revision: base,
         revision: rev,
-        changes: changes.into_iter().map(|op| Change { op: Some(op) }).collect(),
+        changes: changes
+            .into_iter()
+            .map(|op| Change { op: Some(op) })
+            .collect(),
     }
     .encode_to_vec()
 }
@@ -261,7 +264,10 @@ fn a_hub_without_data_announces_itself_and_asks_for_a_snapshot() {
     assert_eq!(on(&out, "health").len(), 1);
     let r = resyncs(&out);
     assert_eq!(r.len(), 1);
-    assert_eq!((r[0].reason.as_str(), r[0].have_revision), ("no_data", None));
+    assert_eq!(
+        (r[0].reason.as_str(), r[0].have_revision),
+        ("no_data", None)
+    );
 
     // Asked again after the retry interval, not before.
     assert!(resyncs(&h.advance(Duration::from_secs(29))).is_empty());
@@ -373,7 +379,11 @@ fn bad_payloads_are_rejected_and_change_nothing() {
     );
     let cases: Vec<(Kind, Vec<u8>, ErrorCode)> = vec![
         (Kind::Desired, b"\xff\xff\xff".to_vec(), ErrorCode::Decode),
-        (Kind::Desired, vec![0u8; MAX_PAYLOAD + 1], ErrorCode::TooLarge),
+        (
+            Kind::Desired,
+            vec![0u8; MAX_PAYLOAD + 1],
+            ErrorCode::TooLarge,
+        ),
         (Kind::Desired, revision(5, 5, vec![]), ErrorCode::Invalid),
         (
             Kind::Desired,
@@ -397,9 +407,21 @@ fn bad_payloads_are_rejected_and_change_nothing() {
             ),
             ErrorCode::Invalid,
         ),
-        (Kind::Snapshot, chunk("s2", 9, 2, 2, vec![]), ErrorCode::Invalid),
-        (Kind::Snapshot, chunk("", 9, 0, 1, vec![]), ErrorCode::Invalid),
-        (Kind::Snapshot, chunk("old", 4, 0, 1, vec![]), ErrorCode::Stale),
+        (
+            Kind::Snapshot,
+            chunk("s2", 9, 2, 2, vec![]),
+            ErrorCode::Invalid,
+        ),
+        (
+            Kind::Snapshot,
+            chunk("", 9, 0, 1, vec![]),
+            ErrorCode::Invalid,
+        ),
+        (
+            Kind::Snapshot,
+            chunk("old", 4, 0, 1, vec![]),
+            ErrorCode::Stale,
+        ),
         (Kind::Cmd, b"\x0a\xff".to_vec(), ErrorCode::Decode),
         (Kind::Ack, b"\x08".to_vec(), ErrorCode::Decode),
     ];
@@ -459,7 +481,10 @@ fn a_broken_snapshot_keeps_the_old_data_and_asks_again() {
     let out = h.send(Kind::Snapshot, &chunk("s2", 9, 2, 3, vec![]));
     assert_eq!(statuses(&out)[0].error(), ErrorCode::SnapshotBroken);
     assert_eq!(resyncs(&out)[0].reason, "snapshot_broken");
-    assert_eq!((h.mem.revision, h.door_names()), (Some(5), vec!["Front".into()]));
+    assert_eq!(
+        (h.mem.revision, h.door_names()),
+        (Some(5), vec!["Front".into()])
+    );
     assert!(h.mem.pending.is_none());
 
     // A snapshot that stops arriving is dropped after the timeout.
@@ -468,7 +493,10 @@ fn a_broken_snapshot_keeps_the_old_data_and_asks_again() {
     let out = h.advance(Duration::from_secs(61));
     assert_eq!(statuses(&out)[0].error(), ErrorCode::SnapshotBroken);
     assert_eq!(resyncs(&out).len(), 1);
-    assert_eq!((h.mem.revision, h.door_names()), (Some(5), vec!["Front".into()]));
+    assert_eq!(
+        (h.mem.revision, h.door_names()),
+        (Some(5), vec!["Front".into()])
+    );
     // Its late chunk is not taken as the start of something.
     assert!(h
         .send(Kind::Snapshot, &chunk("s3", 10, 1, 2, vec![]))
@@ -516,7 +544,10 @@ fn unacked_events_go_again_after_a_reconnect_or_a_timeout() {
     assert_eq!(sent_seqs(&out), [vec![3, 4, 5]]);
     // No ack for 30 s: again.
     assert!(sent_seqs(&h.advance(Duration::from_secs(29))).is_empty());
-    assert_eq!(sent_seqs(&h.advance(Duration::from_secs(1))), [vec![3, 4, 5]]);
+    assert_eq!(
+        sent_seqs(&h.advance(Duration::from_secs(1))),
+        [vec![3, 4, 5]]
+    );
 }
 
 #[test]
@@ -591,5 +622,8 @@ fn commands_get_results_by_correlation_id() {
         .encode_to_vec(),
     );
     let r = CommandResult::decode(&on(&out, "result")[0].payload[..]).unwrap();
-    assert_eq!((r.correlation_id.as_str(), r.code()), ("c-4", ResultCode::Invalid));
+    assert_eq!(
+        (r.correlation_id.as_str(), r.code()),
+        ("c-4", ResultCode::Invalid)
+    );
 }
