@@ -50,7 +50,7 @@ struct Cli {
     /// Hub id.
     #[arg(long)]
     hub: String,
-    /// MQTT client id (default: hubctl-<pid>).
+    /// MQTT client id (default: `hubctl-PID`).
     #[arg(long)]
     client_id: Option<String>,
     /// Keep the MQTT session (clean session off), for `tail`.
@@ -74,7 +74,7 @@ enum Cmd {
         /// Its revision.
         #[arg(long)]
         revision: u64,
-        /// Snapshot id (default: snap-<revision>-<pid>).
+        /// Snapshot id (default: `snap-REVISION-PID`).
         #[arg(long)]
         snapshot_id: Option<String>,
         /// Largest chunk, bytes.
@@ -107,7 +107,7 @@ enum Cmd {
     },
     /// Send a command and wait for its result.
     Command {
-        /// Correlation id (default: cmd-<pid>-<time>).
+        /// Correlation id (default: `cmd-PID-MILLISECONDS`).
         #[arg(long)]
         correlation_id: Option<String>,
         /// The command.

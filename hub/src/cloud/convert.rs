@@ -767,6 +767,9 @@ pub fn apply_changes(data: &mut DataSet, changes: Vec<ChangeOp>) -> Result<(), C
 }
 
 /// One parsed change.
+// Short-lived (one revision's worth, consumed at once): boxing each record
+// would only add allocations.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum ChangeOp {
     /// Insert or replace.

@@ -10,12 +10,14 @@ use hub_proto::v1::{
 use super::*;
 use crate::local::entity_key;
 
+type Records = BTreeMap<(i32, String), Entity>;
+
 /// An in-memory hub: records by key, a revision, an outbox.
 #[derive(Default)]
 struct Mem {
     revision: Option<u64>,
-    records: BTreeMap<(i32, String), Entity>,
-    pending: Option<(u64, BTreeMap<(i32, String), Entity>)>,
+    records: Records,
+    pending: Option<(u64, Records)>,
     outbox: Vec<AccessEvent>,
     commands: Vec<Command>,
 }
