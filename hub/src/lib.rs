@@ -35,6 +35,8 @@
 //!   Prometheus `/metrics`, on axum.
 //! - [`site_data`]: the access data set in the store, one collection per
 //!   kind of record, saved as one atomic snapshot and loaded consistently.
+//! - [`cloud`]: the sync with the cloud over MQTT on the store (the
+//!   `hub-sync` engine with the access model), for the daemon to start.
 //!
 //! The binary (`src/main.rs`) only parses the command line with [`Cli`],
 //! calls [`init_tracing`] and hands over to [`run`] (or, for their exit
@@ -47,6 +49,7 @@ pub mod access_cli;
 pub mod access_input;
 pub mod bus;
 pub mod check_api;
+pub mod cloud;
 pub mod config;
 pub mod daemon;
 pub mod dataset_file;

@@ -270,22 +270,31 @@ pub fn exclusive() -> MutexGuard<'static, ()> {
 /// Path of the `hub` binary, built once per test process.
 pub fn hub_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Ok(p) = std::env::var("HUB_BIN") {
-            return PathBuf::from(p);
-        }
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "-p", "hub", "--bin", "hub"])
-            .current_dir(repo_root())
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "building the hub binary failed");
-        let target = std::env::var("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| repo_root().join("target"));
-        target.join("debug/hub")
-    })
-    .clone()
+    BIN.get_or_init(|| build_bin("hub", "HUB_BIN")).clone()
+}
+
+/// Path of the `hubctl` binary (the reference cloud), built once per test
+/// process (`$HUBCTL_BIN` when set).
+pub fn hubctl_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| build_bin("hubctl", "HUBCTL_BIN"))
+        .clone()
+}
+
+fn build_bin(name: &str, env: &str) -> PathBuf {
+    if let Ok(p) = std::env::var(env) {
+        return PathBuf::from(p);
+    }
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "-p", "hub", "--bin", name])
+        .current_dir(repo_root())
+        .status()
+        .expect("run cargo build");
+    assert!(status.success(), "building the {name} binary failed");
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo_root().join("target"));
+    target.join("debug").join(name)
 }
 
 /// Starts `hub` with `args`.

@@ -1,0 +1,595 @@
+//! The hub's side of the cloud sync: [`CloudState`] implements
+//! [`hub_sync::LocalState`] over the real [`Store`], converting between the
+//! contract's protobuf entities and the access model ([`convert`]).
+//!
+//! How the daemon plugs it in:
+//!
+//! ```no_run
+//! # async fn demo(store: std::sync::Arc<hub::store::Store>) -> anyhow::Result<()> {
+//! use hub::cloud::{self, CloudConfig, Hooks};
+//! let config = CloudConfig::plain("acme", "hub-1", "127.0.0.1", 1883);
+//! let hooks = Hooks {
+//!     // Called after every applied revision or snapshot: rebuild the View.
+//!     on_new_data: Box::new(|data, revision| {
+//!         let _view = hub::access::View::build(data.clone());
+//!         let _ = revision;
+//!     }),
+//!     ..Hooks::default()
+//! };
+//! let sync = cloud::run_sync(&config, store.clone(), hooks)?;
+//! // After appending an access-log event to the outbox:
+//! let event = hub_proto::v1::AccessEvent::default();
+//! store.outbox().append(&cloud::encode_event(&event))?;
+//! sync.outbox_changed();
+//! sync.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! - A revision is applied to a copy of the data set in memory, checked
+//!   whole with [`View::build`] (a change that would leave a reference to
+//!   an unknown record, a duplicate card or PIN, an invalid schedule is
+//!   rejected and changes nothing), then written as one store
+//!   [`ChangeSet`] (atomic, with its revision).
+//! - Snapshot chunks are collected in memory and written as one store
+//!   snapshot at the last chunk ([`site_data::save_snapshot`]): a snapshot
+//!   that stops midway leaves the old data set.
+//! - Outbox records are `hub.v1.AccessEvent` messages encoded with
+//!   [`encode_event`] (their `seq` is the outbox's sequence number, filled
+//!   in when read).
+//! - Statuses: after each change, the status of every access code it
+//!   touched; every [`hub_sync::SyncConfig::status_interval`], the codes
+//!   whose status changed with time, and temporary accesses that expired.
+
+pub mod convert;
+pub mod reference;
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use hub_proto::v1 as pb;
+use hub_proto::v1::Message;
+use hub_sync::driver::{self, MqttSettings, SyncHandle, TlsFiles};
+use hub_sync::{LocalError, LocalState, SyncConfig, Topics};
+use jiff::Timestamp;
+
+use crate::access::{
+    AccessKind, CodeFailure, CodeStatus, DataSet, ModelError, RemovedReason, View,
+};
+use crate::site_data;
+use crate::store::{ChangeSet, Store, StoreError};
+use convert::{ChangeOp, ConvertError, Record};
+
+/// Errors of starting the sync.
+#[derive(Debug, thiserror::Error)]
+pub enum CloudError {
+    /// Tenant or hub id unusable in topics.
+    #[error(transparent)]
+    Topics(#[from] hub_sync::TopicError),
+    /// The TLS files could not be used.
+    #[error(transparent)]
+    Driver(#[from] driver::DriverError),
+}
+
+/// Where the cloud's broker is and who this hub is.
+#[derive(Debug, Clone)]
+pub struct CloudConfig {
+    /// Tenant id (a topic level).
+    pub tenant: String,
+    /// Hub id (a topic level, the MQTT client id, the certificate's CN).
+    pub hub_id: String,
+    /// Broker host.
+    pub host: String,
+    /// Broker port.
+    pub port: u16,
+    /// mTLS files; `None`: plain MQTT (tests only).
+    pub tls: Option<TlsFiles>,
+}
+
+impl CloudConfig {
+    /// Plain MQTT (tests only).
+    pub fn plain(tenant: &str, hub_id: &str, host: &str, port: u16) -> Self {
+        Self {
+            tenant: tenant.into(),
+            hub_id: hub_id.into(),
+            host: host.into(),
+            port,
+            tls: None,
+        }
+    }
+
+    /// mTLS with a CA file, client certificate and key.
+    pub fn tls(
+        tenant: &str,
+        hub_id: &str,
+        host: &str,
+        port: u16,
+        ca: PathBuf,
+        cert: PathBuf,
+        key: PathBuf,
+    ) -> Self {
+        Self {
+            tls: Some(TlsFiles { ca, cert, key }),
+            ..Self::plain(tenant, hub_id, host, port)
+        }
+    }
+}
+
+/// A callback for new data: the data set and its revision.
+pub type OnNewData = Box<dyn FnMut(&DataSet, u64) + Send>;
+/// A callback that carries out a door or reader command.
+pub type OnCommand = Box<dyn FnMut(&pb::Command) -> pb::CommandResult + Send>;
+/// A callback that fills in readers, doors and alarms of a health report.
+pub type OnHealth = Box<dyn FnMut(&mut pb::Health) + Send>;
+
+/// What the daemon plugs in.
+pub struct Hooks {
+    /// A revision or snapshot was applied: here is the new data set.
+    pub on_new_data: OnNewData,
+    /// Door and reader commands. Default: `UNSUPPORTED`.
+    pub command: OnCommand,
+    /// Readers, doors and alarms for health reports. Default: none.
+    pub health: OnHealth,
+    /// The wall clock (tests set it). Default: the system clock.
+    pub clock: Box<dyn Fn() -> Timestamp + Send>,
+}
+
+impl Default for Hooks {
+    fn default() -> Self {
+        Self {
+            on_new_data: Box::new(|_, _| {}),
+            command: Box::new(|_| pb::CommandResult {
+                code: pb::ResultCode::Unsupported as i32,
+                message: "no door control attached to the sync".into(),
+                ..pb::CommandResult::default()
+            }),
+            health: Box::new(|_| {}),
+            clock: Box::new(Timestamp::now),
+        }
+    }
+}
+
+impl std::fmt::Debug for Hooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hooks").finish_non_exhaustive()
+    }
+}
+
+/// Starts the sync engine on the store (inside a tokio runtime).
+pub fn run_sync(
+    config: &CloudConfig,
+    store: Arc<Store>,
+    hooks: Hooks,
+) -> Result<SyncHandle<CloudState>, CloudError> {
+    let topics = Topics::new(&config.tenant, &config.hub_id)?;
+    let mqtt = match &config.tls {
+        Some(files) => MqttSettings::tls(
+            config.host.clone(),
+            config.port,
+            config.hub_id.clone(),
+            driver::tls_config(files)?,
+        ),
+        None => MqttSettings::plain(config.host.clone(), config.port, config.hub_id.clone()),
+    };
+    Ok(run_sync_with(SyncConfig::new(topics), mqtt, store, hooks))
+}
+
+/// [`run_sync`] with every engine and MQTT setting given.
+pub fn run_sync_with(
+    sync: SyncConfig,
+    mqtt: MqttSettings,
+    store: Arc<Store>,
+    hooks: Hooks,
+) -> SyncHandle<CloudState> {
+    let state = CloudState::new(store, hooks);
+    driver::spawn(sync, mqtt, state)
+}
+
+/// An outbox record for an event (`seq` is ignored: the outbox numbers it).
+pub fn encode_event(event: &pb::AccessEvent) -> Vec<u8> {
+    let mut e = event.clone();
+    e.seq = 0;
+    e.encode_to_vec()
+}
+
+/// The hub's data, outbox and hooks, as the sync engine sees them.
+pub struct CloudState {
+    store: Arc<Store>,
+    hooks: Hooks,
+    /// The current data set, checked; `None` before the first snapshot.
+    view: Option<View>,
+    revision: Option<u64>,
+    pending: Option<(u64, DataSet, bool)>,
+    reported_codes: HashMap<String, CodeStatus>,
+    reported_expired: HashSet<String>,
+}
+
+impl std::fmt::Debug for CloudState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CloudState")
+            .field("revision", &self.revision)
+            .finish_non_exhaustive()
+    }
+}
+
+fn store_err(e: impl std::fmt::Display) -> LocalError {
+    LocalError::Store(e.to_string())
+}
+
+fn convert_err(e: ConvertError) -> LocalError {
+    LocalError::rejected(pb::ErrorCode::Invalid, e.key(), e.to_string())
+}
+
+fn model_err(e: ModelError) -> LocalError {
+    let record = match &e {
+        ModelError::DuplicateId(r)
+        | ModelError::TemporaryWithoutEnd(r)
+        | ModelError::EndsBeforeStart(r)
+        | ModelError::MissingPin(r) => Some(r),
+        ModelError::UnknownReference { record, .. }
+        | ModelError::Schedule { record, .. }
+        | ModelError::InvalidPin { record, .. }
+        | ModelError::InvalidCard { record, .. }
+        | ModelError::DuplicateCard { record, .. }
+        | ModelError::DuplicatePin { record, .. }
+        | ModelError::DuplicateIdentifier { record, .. } => Some(record),
+        _ => None,
+    };
+    let key = record.map(|r| pb::EntityKey {
+        kind: convert::entity_kind(r.kind) as i32,
+        id: r.id.clone(),
+    });
+    LocalError::rejected(pb::ErrorCode::Inconsistent, key, e.to_string())
+}
+
+fn time(t: Timestamp) -> pb::Time {
+    pb::Time {
+        seconds: t.as_second(),
+        nanos: t.subsec_nanosecond(),
+    }
+}
+
+/// A code status in the contract's terms.
+pub fn code_status(id: &str, status: &CodeStatus, revision: u64) -> pb::EntityStatus {
+    use pb::StatusKind as S;
+    let (kind, reason) = match status {
+        CodeStatus::Unset => (S::CodeUnset, String::new()),
+        CodeStatus::Set => (S::CodeSet, String::new()),
+        CodeStatus::Removed { why } => (
+            S::CodeRemoved,
+            match why {
+                RemovedReason::Expired => "expired",
+                RemovedReason::Used => "used",
+                RemovedReason::Deleted => "deleted",
+            }
+            .to_owned(),
+        ),
+        CodeStatus::Failed { reason } => (
+            S::CodeFailed,
+            match reason {
+                CodeFailure::UnknownDoor => "unknown_door".to_owned(),
+                CodeFailure::NoKeypad => "no_keypad".to_owned(),
+                CodeFailure::InvalidPin => "invalid_pin".to_owned(),
+                CodeFailure::EndsBeforeStart => "ends_before_start".to_owned(),
+                CodeFailure::DuplicatePin { other } => format!("duplicate_pin:{other}"),
+                CodeFailure::PinUsedByCredential { credential } => {
+                    format!("pin_used_by_credential:{credential}")
+                }
+            },
+        ),
+    };
+    pb::EntityStatus {
+        key: Some(pb::EntityKey {
+            kind: pb::EntityKind::AccessCode as i32,
+            id: id.to_owned(),
+        }),
+        kind: kind as i32,
+        reason,
+        revision,
+        ..pb::EntityStatus::default()
+    }
+}
+
+impl CloudState {
+    /// Loads the current data set from the store. A store without a usable
+    /// data set counts as "no data" (the engine asks for a snapshot).
+    pub fn new(store: Arc<Store>, hooks: Hooks) -> Self {
+        let (view, revision) = match site_data::load(&store) {
+            Ok((data, revision)) => match View::build(data) {
+                Ok(view) => (Some(view), Some(revision)),
+                Err(e) => {
+                    tracing::warn!("the stored data set is unusable ({e}): asking for a snapshot");
+                    (None, None)
+                }
+            },
+            Err(e) => {
+                if !e.needs_full_resync() {
+                    tracing::warn!("cannot load the stored data set ({e}): asking for a snapshot");
+                }
+                (None, None)
+            }
+        };
+        Self {
+            store,
+            hooks,
+            view,
+            revision,
+            pending: None,
+            reported_codes: HashMap::new(),
+            reported_expired: HashSet::new(),
+        }
+    }
+
+    /// The current data set, when there is one.
+    pub fn data(&self) -> Option<&DataSet> {
+        self.view.as_ref().map(View::data)
+    }
+
+    fn clock(&self) -> Timestamp {
+        (self.hooks.clock)()
+    }
+
+    /// Statuses of the given access codes (all when `None`) and of expired
+    /// temporary accesses; with `only_changed`, those that differ from what
+    /// was reported.
+    fn collect_statuses(
+        &mut self,
+        codes: Option<&HashSet<String>>,
+        only_changed: bool,
+    ) -> Vec<pb::EntityStatus> {
+        let now = self.clock();
+        let revision = self.revision.unwrap_or(0);
+        let Some(view) = &self.view else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (id, status) in view.code_statuses(now) {
+            if codes.is_some_and(|c| !c.contains(id.as_str())) {
+                continue;
+            }
+            let changed = self.reported_codes.get(id.as_str()) != Some(&status);
+            if changed || !only_changed {
+                out.push(code_status(id.as_str(), &status, revision));
+                self.reported_codes.insert(id.to_string(), status);
+            }
+        }
+        for a in &view.data().accesses {
+            let expired = a.kind == AccessKind::Temporary && a.valid_to.is_some_and(|to| to <= now);
+            if expired && (!only_changed || !self.reported_expired.contains(a.id.as_str())) {
+                self.reported_expired.insert(a.id.to_string());
+                out.push(pb::EntityStatus {
+                    key: Some(pb::EntityKey {
+                        kind: pb::EntityKind::Access as i32,
+                        id: a.id.to_string(),
+                    }),
+                    kind: pb::StatusKind::AccessExpired as i32,
+                    reason: "valid_to passed".into(),
+                    revision,
+                    ..pb::EntityStatus::default()
+                });
+            }
+        }
+        out
+    }
+
+    fn install(&mut self, view: View, revision: u64) {
+        (self.hooks.on_new_data)(view.data(), revision);
+        self.view = Some(view);
+        self.revision = Some(revision);
+    }
+}
+
+impl LocalState for CloudState {
+    fn revision(&self) -> Option<u64> {
+        self.revision
+    }
+
+    fn apply_revision(&mut self, r: &pb::Revision) -> Result<Vec<pb::EntityStatus>, LocalError> {
+        let Some(view) = &self.view else {
+            return Err(LocalError::rejected(
+                pb::ErrorCode::RevisionGap,
+                None,
+                "no data set to apply a revision to",
+            ));
+        };
+        let ops = convert::parse_changes(r.changes.clone()).map_err(convert_err)?;
+        let mut touched_codes = HashSet::new();
+        let mut deleted_codes = Vec::new();
+        let mut change = ChangeSet::new(r.base_revision, r.revision);
+        for op in &ops {
+            match op {
+                ChangeOp::Upsert(record) => {
+                    let key = record.key();
+                    if let Record::AccessCode(c) = record {
+                        touched_codes.insert(c.id.to_string());
+                    }
+                    let Some((collection, k)) = convert::store_key(&key) else {
+                        continue;
+                    };
+                    let res = match record {
+                        Record::Site(x) => change.upsert(collection, k, x),
+                        Record::Door(x) => change.upsert(collection, k, x),
+                        Record::User(x) => change.upsert(collection, k, x),
+                        Record::Credential(x) => change.upsert(collection, k, x),
+                        Record::AccessCode(x) => change.upsert(collection, k, x),
+                        Record::Schedule(x) => change.upsert(collection, k, x),
+                        Record::Holiday(x) => change.upsert(collection, k, x),
+                        Record::Access(x) => change.upsert(collection, k, x),
+                        Record::Facility(x) => change.upsert(collection, k, x),
+                        Record::Event(x) => change.upsert(collection, k, x),
+                        Record::Member(x) => change.upsert(collection, k, x),
+                    };
+                    res.map_err(store_err)?;
+                }
+                ChangeOp::Delete(key) => {
+                    if key.kind == pb::EntityKind::AccessCode as i32 {
+                        deleted_codes.push(key.id.clone());
+                    }
+                    if let Some((collection, k)) = convert::store_key(key) {
+                        change.delete(collection, k);
+                    }
+                }
+            }
+        }
+        let mut data = view.data().clone();
+        convert::apply_changes(&mut data, ops).map_err(convert_err)?;
+        let view = View::build(data).map_err(model_err)?;
+        match self.store.apply(&change) {
+            Ok(()) => {}
+            Err(StoreError::RevisionMismatch { .. }) => {
+                return Err(LocalError::rejected(
+                    pb::ErrorCode::RevisionGap,
+                    None,
+                    "the store is at another revision",
+                ))
+            }
+            Err(e) => return Err(store_err(e)),
+        }
+        self.install(view, r.revision);
+        let mut statuses = self.collect_statuses(Some(&touched_codes), false);
+        for id in deleted_codes {
+            self.reported_codes.remove(&id);
+            statuses.push(code_status(
+                &id,
+                &CodeStatus::Removed {
+                    why: RemovedReason::Deleted,
+                },
+                r.revision,
+            ));
+        }
+        Ok(statuses)
+    }
+
+    fn snapshot_begin(&mut self, revision: u64) -> Result<(), LocalError> {
+        self.pending = Some((revision, DataSet::default(), false));
+        Ok(())
+    }
+
+    fn snapshot_chunk(&mut self, entities: Vec<pb::Entity>) -> Result<(), LocalError> {
+        let Some((_, data, has_site)) = self.pending.as_mut() else {
+            return Err(LocalError::rejected(
+                pb::ErrorCode::SnapshotBroken,
+                None,
+                "a chunk without a snapshot",
+            ));
+        };
+        for e in entities {
+            let record = convert::from_proto(e).map_err(convert_err)?;
+            if let Record::Site(_) = record {
+                if *has_site {
+                    return Err(LocalError::rejected(
+                        pb::ErrorCode::Invalid,
+                        Some(record.key()),
+                        "two site records in one snapshot",
+                    ));
+                }
+                *has_site = true;
+            }
+            convert::push(data, record);
+        }
+        Ok(())
+    }
+
+    fn snapshot_commit(&mut self) -> Result<Vec<pb::EntityStatus>, LocalError> {
+        let Some((revision, data, has_site)) = self.pending.take() else {
+            return Err(LocalError::rejected(
+                pb::ErrorCode::SnapshotBroken,
+                None,
+                "no snapshot to commit",
+            ));
+        };
+        if !has_site {
+            return Err(LocalError::rejected(
+                pb::ErrorCode::Invalid,
+                None,
+                "the snapshot has no site record",
+            ));
+        }
+        let view = View::build(data).map_err(model_err)?;
+        site_data::save_snapshot(&self.store, view.data(), revision).map_err(|e| match e {
+            site_data::SiteDataError::DuplicateKey { collection, key } => LocalError::rejected(
+                pb::ErrorCode::Inconsistent,
+                None,
+                format!("two records in {collection} have the key {key:?}"),
+            ),
+            e => store_err(e),
+        })?;
+        self.install(view, revision);
+        self.reported_codes.clear();
+        self.reported_expired.clear();
+        Ok(self.collect_statuses(None, false))
+    }
+
+    fn snapshot_abort(&mut self) {
+        self.pending = None;
+    }
+
+    fn outbox_peek(
+        &mut self,
+        from_seq: u64,
+        max: usize,
+    ) -> Result<Vec<pb::AccessEvent>, LocalError> {
+        let raw = self.store.outbox().peek(from_seq, max).map_err(store_err)?;
+        Ok(raw
+            .into_iter()
+            .map(|(seq, bytes)| {
+                let mut e =
+                    pb::AccessEvent::decode(&bytes[..]).unwrap_or_else(|_| pb::AccessEvent {
+                        kind: pb::EventKind::Alarm as i32,
+                        message: "unreadable outbox record".into(),
+                        ..pb::AccessEvent::default()
+                    });
+                e.seq = seq;
+                e
+            })
+            .collect())
+    }
+
+    fn outbox_ack(&mut self, through_seq: u64) -> Result<(), LocalError> {
+        self.store
+            .outbox()
+            .ack_through(through_seq)
+            .map(|_| ())
+            .map_err(store_err)
+    }
+
+    fn health(&mut self) -> pb::Health {
+        let mut h = pb::Health {
+            clock: Some(time(self.clock())),
+            revision: self.revision,
+            outbox_depth: self.store.outbox().depth(),
+            ..pb::Health::default()
+        };
+        if let Some(d) = self.data() {
+            h.cache = Some(pb::CacheCounts {
+                doors: d.doors.len() as u64,
+                users: d.users.len() as u64,
+                credentials: d.credentials.len() as u64,
+                access_codes: d.access_codes.len() as u64,
+                schedules: d.schedules.len() as u64,
+                holidays: d.holidays.len() as u64,
+                accesses: d.accesses.len() as u64,
+                facilities: d.facilities.len() as u64,
+                events: d.events.len() as u64,
+                members: d.members.len() as u64,
+            });
+        }
+        (self.hooks.health)(&mut h);
+        h
+    }
+
+    fn statuses(&mut self, all: bool) -> Vec<pb::EntityStatus> {
+        self.collect_statuses(None, !all)
+    }
+
+    fn command(&mut self, command: &pb::Command) -> pb::CommandResult {
+        (self.hooks.command)(command)
+    }
+
+    fn now(&self) -> pb::Time {
+        time(self.clock())
+    }
+}
+
+#[cfg(test)]
+mod tests;

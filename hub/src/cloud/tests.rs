@@ -1,0 +1,280 @@
+//! The cloud sync's local side on a real store.
+
+use std::sync::Mutex;
+
+use hub_sync::LocalState;
+
+use super::*;
+use crate::access::{fixture, Door};
+use crate::store::StoreConfig;
+
+fn open(dir: &tempfile::TempDir) -> Arc<Store> {
+    Arc::new(
+        Store::open(StoreConfig::new(dir.path().join("store")))
+            .unwrap()
+            .0,
+    )
+}
+
+fn by_key(mut d: DataSet) -> DataSet {
+    d.doors.sort_by(|a, b| a.id.cmp(&b.id));
+    d.users.sort_by(|a, b| a.id.cmp(&b.id));
+    d.credentials.sort_by(|a, b| a.id.cmp(&b.id));
+    d.access_codes.sort_by(|a, b| a.id.cmp(&b.id));
+    d.schedules.sort_by(|a, b| a.id.cmp(&b.id));
+    d.holidays.sort_by_key(site_data::holiday_key);
+    d.accesses.sort_by(|a, b| a.id.cmp(&b.id));
+    d.facilities.sort_by(|a, b| a.id.cmp(&b.id));
+    d.events.sort_by(|a, b| a.id.cmp(&b.id));
+    d.members.sort_by(|a, b| a.user.cmp(&b.user));
+    d
+}
+
+fn entities(data: &DataSet) -> Vec<pb::Entity> {
+    convert::records(data)
+        .iter()
+        .map(convert::to_proto)
+        .collect()
+}
+
+fn state(store: Arc<Store>) -> (CloudState, Arc<Mutex<Vec<u64>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    let hooks = Hooks {
+        on_new_data: Box::new(move |_, r| s.lock().unwrap().push(r)),
+        clock: Box::new(fixture::now),
+        ..Hooks::default()
+    };
+    (CloudState::new(store, hooks), seen)
+}
+
+fn snapshot(s: &mut CloudState, data: &DataSet, revision: u64) -> Vec<pb::EntityStatus> {
+    s.snapshot_begin(revision).unwrap();
+    let all = entities(data);
+    for chunk in all.chunks(7) {
+        s.snapshot_chunk(chunk.to_vec()).unwrap();
+    }
+    s.snapshot_commit().unwrap()
+}
+
+fn upsert(r: Record) -> pb::Change {
+    pb::Change {
+        op: Some(pb::change::Op::Upsert(convert::to_proto(&r))),
+    }
+}
+
+fn delete(kind: pb::EntityKind, id: &str) -> pb::Change {
+    pb::Change {
+        op: Some(pb::change::Op::Delete(pb::EntityKey {
+            kind: kind as i32,
+            id: id.into(),
+        })),
+    }
+}
+
+#[test]
+fn every_record_of_the_fixture_survives_the_protobuf_round_trip() {
+    let data = fixture::data();
+    let mut back = DataSet::default();
+    for e in entities(&data) {
+        let bytes = e.encode_to_vec();
+        let e = pb::Entity::decode(&bytes[..]).unwrap();
+        convert::push(&mut back, convert::from_proto(e).unwrap());
+    }
+    assert_eq!(back, data);
+}
+
+#[test]
+fn invalid_entities_are_named() {
+    let bad = pb::Entity {
+        kind: Some(pb::entity::Kind::AccessCode(pb::AccessCode {
+            id: "c1".into(),
+            door: "front".into(),
+            code: "1234".into(),
+            ..Default::default()
+        })),
+    };
+    let e = convert::from_proto(bad).unwrap_err();
+    assert_eq!(e.key().unwrap().id, "c1");
+    assert!(e.to_string().contains("created_at"), "{e}");
+    assert!(!e.to_string().contains("1234"));
+    let bad = pb::Entity {
+        kind: Some(pb::entity::Kind::Schedule(pb::Schedule {
+            id: "s".into(),
+            intervals: vec![pb::WeeklyInterval {
+                days: vec![9],
+                start_second: 0,
+                end_second: 90_000,
+            }],
+            ..Default::default()
+        })),
+    };
+    assert!(convert::from_proto(bad).is_err());
+    assert_eq!(
+        convert::from_proto(pb::Entity { kind: None }),
+        Err(ConvertError::Empty)
+    );
+}
+
+#[test]
+fn snapshot_then_revision_on_the_store() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let store = open(&dir);
+    let (mut s, seen) = state(store.clone());
+    assert_eq!(s.revision(), None);
+    let statuses = snapshot(&mut s, &fixture::data(), 10);
+    assert_eq!(s.revision(), Some(10));
+    assert_eq!(*seen.lock().unwrap(), [10]);
+    let (loaded, rev) = site_data::load(&store).unwrap();
+    assert_eq!((rev, loaded), (10, by_key(fixture::data())));
+    // Every access code's status is reported, failures with their reason.
+    let find = |id: &str| {
+        statuses
+            .iter()
+            .find(|s| s.key.as_ref().is_some_and(|k| k.id == id))
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(find("code-guest").kind(), pb::StatusKind::CodeSet);
+    assert_eq!(
+        (find("code-dup").kind(), find("code-dup").reason),
+        (
+            pb::StatusKind::CodeFailed,
+            "duplicate_pin:code-guest".into()
+        )
+    );
+    assert_eq!(find("code-deleted").reason, "deleted");
+
+    // A revision: a new door, a deleted code, a changed site.
+    let mut site = fixture::data().site;
+    site.lockdown = true;
+    let r = pb::Revision {
+        base_revision: 10,
+        revision: 11,
+        changes: vec![
+            upsert(Record::Door(Door::new("side", "Side Door"))),
+            upsert(Record::Site(site)),
+            delete(pb::EntityKind::AccessCode, "code-guest"),
+            delete(pb::EntityKind::Holiday, "2026-12-25/Christmas Day"),
+        ],
+    };
+    let statuses = s.apply_revision(&r).unwrap();
+    assert_eq!(s.revision(), Some(11));
+    let (loaded, rev) = site_data::load(&store).unwrap();
+    assert_eq!(rev, 11);
+    assert!(loaded.site.lockdown);
+    assert!(loaded.doors.iter().any(|d| d.id.as_str() == "side"));
+    assert!(!loaded
+        .access_codes
+        .iter()
+        .any(|c| c.id.as_str() == "code-guest"));
+    assert!(loaded.holidays.is_empty());
+    assert!(statuses
+        .iter()
+        .any(|s| s.kind() == pb::StatusKind::CodeRemoved && s.reason == "deleted"));
+    assert_eq!(s.data().map(|d| d.doors.len()), Some(loaded.doors.len()));
+
+    // A revision that would break the data set changes nothing.
+    let mut bad = fixture::data().accesses[0].clone();
+    bad.users.push("nobody".into());
+    let r = pb::Revision {
+        base_revision: 11,
+        revision: 12,
+        changes: vec![
+            upsert(Record::Door(Door::new("other", "Other"))),
+            upsert(Record::Access(bad.clone())),
+        ],
+    };
+    let err = s.apply_revision(&r).unwrap_err();
+    let LocalError::Rejected { error, key, .. } = err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(error, pb::ErrorCode::Inconsistent);
+    assert_eq!(key.unwrap().id, bad.id.to_string());
+    assert_eq!(s.revision(), Some(11));
+    assert_eq!(site_data::load(&store).unwrap(), (loaded, 11));
+    assert_eq!(*seen.lock().unwrap(), [10, 11]);
+
+    // Reopened: the state starts from the store.
+    drop(s);
+    let (s, _) = state(store);
+    assert_eq!(s.revision(), Some(11));
+}
+
+#[test]
+fn a_snapshot_without_a_site_or_with_bad_data_keeps_the_old_one() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let store = open(&dir);
+    let (mut s, _) = state(store.clone());
+    snapshot(&mut s, &fixture::data(), 3);
+    s.snapshot_begin(4).unwrap();
+    s.snapshot_chunk(entities(&fixture::data())[1..].to_vec())
+        .unwrap();
+    assert!(s.snapshot_commit().is_err());
+    let mut dup = fixture::data();
+    dup.doors.push(dup.doors[0].clone());
+    s.snapshot_begin(5).unwrap();
+    s.snapshot_chunk(entities(&dup)).unwrap();
+    assert!(s.snapshot_commit().is_err());
+    assert_eq!(s.revision(), Some(3));
+    assert_eq!(site_data::load(&store).unwrap().1, 3);
+}
+
+#[test]
+fn outbox_events_come_back_with_their_sequence_numbers() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let store = open(&dir);
+    let (mut s, _) = state(store.clone());
+    for door in ["a", "b", "c"] {
+        let e = pb::AccessEvent {
+            seq: 99,
+            door: door.into(),
+            ..Default::default()
+        };
+        store.outbox().append(&encode_event(&e)).unwrap();
+    }
+    store.outbox().append(b"\xff\xff").unwrap();
+    let got = s.outbox_peek(2, 10).unwrap();
+    let seqs: Vec<_> = got.iter().map(|e| (e.seq, e.door.as_str())).collect();
+    assert_eq!(seqs, [(2, "b"), (3, "c"), (4, "")]);
+    assert_eq!(got[2].kind(), pb::EventKind::Alarm);
+    s.outbox_ack(3).unwrap();
+    assert_eq!(store.outbox().depth(), 1);
+    assert_eq!(s.health().outbox_depth, 1);
+}
+
+#[test]
+fn snapshot_chunks_stay_under_the_limit_and_diff_turns_one_data_set_into_another() {
+    let data = fixture::data();
+    let chunks = reference::snapshot_chunks(&data, 4, "snap-1", 1024);
+    assert!(chunks.len() > 2);
+    for (i, c) in chunks.iter().enumerate() {
+        assert!(c.encoded_len() <= 1024 || c.entities.len() == 1);
+        assert_eq!(
+            (c.chunk_index as usize, c.chunk_count as usize),
+            (i, chunks.len())
+        );
+    }
+    let dir = tempfile::TempDir::new().unwrap();
+    let (mut s, _) = state(open(&dir));
+    s.snapshot_begin(4).unwrap();
+    for c in chunks {
+        s.snapshot_chunk(c.entities).unwrap();
+    }
+    s.snapshot_commit().unwrap();
+    assert_eq!(s.data().cloned().map(by_key), Some(by_key(data.clone())));
+
+    let mut new = data.clone();
+    new.doors.retain(|d| d.id.as_str() != "lobby");
+    new.doors[0].name = "Renamed".into();
+    new.holidays.clear();
+    let changes = reference::diff(&data, &new);
+    assert_eq!(changes.len(), 3);
+    s.apply_revision(&pb::Revision {
+        base_revision: 4,
+        revision: 5,
+        changes,
+    })
+    .unwrap();
+    assert_eq!(s.data().cloned().map(by_key), Some(by_key(new)));
+}
