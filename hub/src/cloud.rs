@@ -18,8 +18,8 @@
 //! };
 //! let sync = cloud::run_sync(&config, store.clone(), hooks)?;
 //! // After appending an access-log event to the outbox:
-//! let event = hub_proto::v1::AccessEvent::default();
-//! store.outbox().append(&cloud::encode_event(&event))?;
+//! let log = hub::events::EventLog::new(store.clone());
+//! log.append(&hub::events::HubEvent::new(hub::events::EventKind::HubStarted, "started"))?;
 //! sync.outbox_changed();
 //! sync.shutdown().await;
 //! # Ok(()) }
@@ -33,9 +33,9 @@
 //! - Snapshot chunks are collected in memory and written as one store
 //!   snapshot at the last chunk ([`site_data::save_snapshot`]): a snapshot
 //!   that stops midway leaves the old data set.
-//! - Outbox records are `hub.v1.AccessEvent` messages encoded with
-//!   [`encode_event`] (their `seq` is the outbox's sequence number, filled
-//!   in when read).
+//! - Outbox records are the daemon's [`HubEvent`]s; they are sent as
+//!   `hub.v1.AccessEvent` ([`access_event`]) with the outbox's sequence
+//!   number.
 //! - Statuses: after each change, the status of every access code it
 //!   touched; every [`hub_sync::SyncConfig::status_interval`], the codes
 //!   whose status changed with time, and temporary accesses that expired.
@@ -48,7 +48,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use hub_proto::v1 as pb;
-use hub_proto::v1::Message;
 use hub_sync::driver::{self, MqttSettings, SyncHandle, TlsFiles};
 use hub_sync::{LocalError, LocalState, SyncConfig, Topics};
 use jiff::Timestamp;
@@ -56,6 +55,7 @@ use jiff::Timestamp;
 use crate::access::{
     AccessKind, CodeFailure, CodeStatus, DataSet, ModelError, RemovedReason, View,
 };
+use crate::events::{EventKind, HubEvent};
 use crate::site_data;
 use crate::store::{ChangeSet, Store, StoreError};
 use convert::{ChangeOp, ConvertError, Record};
@@ -69,6 +69,9 @@ pub enum CloudError {
     /// The TLS files could not be used.
     #[error(transparent)]
     Driver(#[from] driver::DriverError),
+    /// The `[mqtt]` settings cannot make a connection.
+    #[error("mqtt: {0}")]
+    Settings(String),
 }
 
 /// Where the cloud's broker is and who this hub is.
@@ -84,6 +87,8 @@ pub struct CloudConfig {
     pub port: u16,
     /// mTLS files; `None`: plain MQTT (tests only).
     pub tls: Option<TlsFiles>,
+    /// MQTT keepalive.
+    pub keepalive: std::time::Duration,
 }
 
 impl CloudConfig {
@@ -95,7 +100,56 @@ impl CloudConfig {
             host: host.into(),
             port,
             tls: None,
+            keepalive: std::time::Duration::from_secs(30),
         }
+    }
+
+    /// From the config's `[mqtt]`: `mqtts://host[:port]` (default port
+    /// 8883) needs the CA, certificate and key files; `mqtt://host[:port]`
+    /// (default 1883) is plain MQTT, for a broker on the same machine or
+    /// tests.
+    pub fn from_settings(settings: &crate::config::MqttSettings) -> Result<Self, CloudError> {
+        let (rest, tls) = if let Some(rest) = settings.url.strip_prefix("mqtts://") {
+            (rest, true)
+        } else if let Some(rest) = settings.url.strip_prefix("mqtt://") {
+            (rest, false)
+        } else {
+            return Err(CloudError::Settings(format!(
+                "url {} is not mqtts://host[:port] or mqtt://host[:port]",
+                settings.url
+            )));
+        };
+        let default_port = if tls { 8883 } else { 1883 };
+        let (host, port) = match rest.rsplit_once(':') {
+            // An IPv6 literal in brackets has colons of its own.
+            Some((host, port)) if !port.contains(']') => (
+                host,
+                port.parse::<u16>().map_err(|_| {
+                    CloudError::Settings(format!("bad port in url {}", settings.url))
+                })?,
+            ),
+            _ => (rest, default_port),
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let mut config = Self::plain(&settings.tenant, &settings.hub_id, host, port);
+        config.keepalive = settings.keepalive;
+        if tls {
+            match (&settings.ca_file, &settings.cert_file, &settings.key_file) {
+                (Some(ca), Some(cert), Some(key)) => {
+                    config.tls = Some(TlsFiles {
+                        ca: ca.clone(),
+                        cert: cert.clone(),
+                        key: key.clone(),
+                    });
+                }
+                _ => {
+                    return Err(CloudError::Settings(
+                        "mqtts needs ca_file, cert_file and key_file (mutual TLS)".into(),
+                    ))
+                }
+            }
+        }
+        Ok(config)
     }
 
     /// mTLS with a CA file, client certificate and key.
@@ -162,7 +216,7 @@ pub fn run_sync(
     hooks: Hooks,
 ) -> Result<SyncHandle<CloudState>, CloudError> {
     let topics = Topics::new(&config.tenant, &config.hub_id)?;
-    let mqtt = match &config.tls {
+    let mut mqtt = match &config.tls {
         Some(files) => MqttSettings::tls(
             config.host.clone(),
             config.port,
@@ -171,6 +225,7 @@ pub fn run_sync(
         ),
         None => MqttSettings::plain(config.host.clone(), config.port, config.hub_id.clone()),
     };
+    mqtt.keep_alive = config.keepalive;
     Ok(run_sync_with(SyncConfig::new(topics), mqtt, store, hooks))
 }
 
@@ -185,11 +240,97 @@ pub fn run_sync_with(
     driver::spawn(sync, mqtt, state)
 }
 
-/// An outbox record for an event (`seq` is ignored: the outbox numbers it).
-pub fn encode_event(event: &pb::AccessEvent) -> Vec<u8> {
-    let mut e = event.clone();
-    e.seq = 0;
-    e.encode_to_vec()
+/// The contract's form of an access-log event from the outbox (the
+/// daemon's [`HubEvent`]), with its outbox sequence number.
+pub fn access_event(seq: u64, event: &HubEvent) -> pb::AccessEvent {
+    let reason_key = event.reason.clone().unwrap_or_default();
+    let (kind, reason_key) = match event.kind {
+        EventKind::Decision => (pb::EventKind::Access, reason_key),
+        EventKind::Refused => (
+            pb::EventKind::Access,
+            if reason_key.is_empty() {
+                "refused".to_owned()
+            } else {
+                reason_key
+            },
+        ),
+        EventKind::AlarmRaised | EventKind::AlarmCleared => {
+            let kind = if reason_key == "held_open" {
+                pb::EventKind::DoorHeld
+            } else {
+                pb::EventKind::DoorForced
+            };
+            let edge = if event.kind == EventKind::AlarmRaised {
+                "raised"
+            } else {
+                "cleared"
+            };
+            (kind, edge.to_owned())
+        }
+        EventKind::Device => (pb::EventKind::Reader, reason_key),
+        EventKind::CodeUsed => (pb::EventKind::CodeUsed, reason_key),
+        EventKind::HubStarted => (pb::EventKind::Hub, "started".to_owned()),
+        EventKind::HubStopped => (pb::EventKind::Hub, "stopped".to_owned()),
+        EventKind::DataSeeded => (pb::EventKind::Hub, "data_seeded".to_owned()),
+        EventKind::StoreRecovered => (pb::EventKind::Alarm, "store_recovered".to_owned()),
+    };
+    let reason = if kind == pb::EventKind::Access {
+        reason_class(&reason_key)
+    } else {
+        pb::ReasonCode::Unspecified
+    };
+    pb::AccessEvent {
+        seq,
+        time: Timestamp::from_millisecond(event.at_ms).ok().map(time),
+        kind: kind as i32,
+        door: event.door.clone().unwrap_or_default(),
+        reader: event.reader.clone().unwrap_or_default(),
+        credential_masked: event.credential.clone().unwrap_or_default(),
+        user: event.user.clone().unwrap_or_default(),
+        granted: event.granted.unwrap_or(false),
+        reason: reason as i32,
+        message: event.message.clone(),
+        reason_key,
+        method: event.method.clone().unwrap_or_default(),
+    }
+}
+
+/// The contract's coarse [`pb::ReasonCode`] for a decision rule's machine
+/// code ([`crate::check_api::reason_code`]).
+fn reason_class(rule: &str) -> pb::ReasonCode {
+    use pb::ReasonCode as R;
+    match rule {
+        "access"
+        | "membership"
+        | "instructor"
+        | "member"
+        | "event"
+        | "credential_entrance"
+        | "access_code" => R::Granted,
+        "unknown_card"
+        | "unknown_pin"
+        | "unknown_mobile_key"
+        | "unknown_barcode"
+        | "unknown_biometric"
+        | "unknown_user"
+        | "no_identifier"
+        | "identifiers_mismatch" => R::UnknownCredential,
+        "pin_mismatch" | "reader_locked" => R::WrongPin,
+        "credential_not_yet_valid"
+        | "code_not_yet_active"
+        | "access_not_yet_valid"
+        | "event_not_started" => R::NotYetValid,
+        "credential_expired" | "code_expired" | "code_used" | "code_removed" | "access_expired"
+        | "membership_expired" | "event_ended" => R::Expired,
+        "outside_schedule" | "holiday_closed" | "access_not_in_force" => R::OutsideSchedule,
+        "credential_not_for_door" | "no_access" | "instructors_not_allowed" | "unknown_door" => {
+            R::NoAccessToDoor
+        }
+        "auth_type_not_allowed" => R::WrongAuthType,
+        "site_lockdown" | "door_lockdown" => R::Lockdown,
+        "door_inactive" => R::DoorInactive,
+        _ => R::Other,
+    }
 }
 
 /// The hub's data, outbox and hooks, as the sync engine sees them.
@@ -532,15 +673,17 @@ impl LocalState for CloudState {
         let raw = self.store.outbox().peek(from_seq, max).map_err(store_err)?;
         Ok(raw
             .into_iter()
-            .map(|(seq, bytes)| {
-                let mut e =
-                    pb::AccessEvent::decode(&bytes[..]).unwrap_or_else(|_| pb::AccessEvent {
-                        kind: pb::EventKind::Alarm as i32,
-                        message: "unreadable outbox record".into(),
-                        ..pb::AccessEvent::default()
-                    });
-                e.seq = seq;
-                e
+            .map(|(seq, bytes)| match HubEvent::decode(&bytes) {
+                Ok(event) => access_event(seq, &event),
+                // Never block the log behind one bad record: send its
+                // number with an alarm so the cloud sees the gap explained.
+                Err(_) => pb::AccessEvent {
+                    seq,
+                    kind: pb::EventKind::Alarm as i32,
+                    reason_key: "unreadable_event".into(),
+                    message: "unreadable outbox record".into(),
+                    ..pb::AccessEvent::default()
+                },
             })
             .collect())
     }

@@ -1190,6 +1190,15 @@ impl Checker<'_> {
             .key_file
             .as_ref()
             .map(|f| self.readable("mqtt.key_file", f, true));
+        if url.starts_with("mqtts://")
+            && (ca_file.is_none() || cert_file.is_none() || key_file.is_none())
+        {
+            self.invalid(
+                "mqtt.url",
+                raw.url.span(),
+                "mqtts needs ca_file, cert_file and key_file (mutual TLS with a pinned CA)",
+            );
+        }
         if cert_file.is_some() != key_file.is_some() {
             self.invalid(
                 "mqtt.cert_file",

@@ -50,6 +50,7 @@ use crate::access::{self, DataSet, Decision, ModelError, View};
 use crate::access_input::{InputConfig, ReaderId};
 use crate::bus::{self, BusClient, BusError, BusEvent, BusHandle};
 use crate::check_api::{self, CheckState, EntrySink, SharedView, SinkError};
+use crate::cloud;
 use crate::config::{self, Config, ConfigErrors};
 use crate::dataset_file::{self, DataSetFileError};
 use crate::door::DoorAlarm;
@@ -104,6 +105,9 @@ pub enum DaemonError {
     /// The door wiring was refused by the site controller.
     #[error(transparent)]
     Site(#[from] SiteError),
+    /// The cloud sync could not start (its TLS files, ids or URL).
+    #[error("cloud sync: {0}")]
+    Cloud(#[from] cloud::CloudError),
     /// An event could not be logged at start or stop.
     #[error("event log: {0}")]
     Events(#[from] EventError),
@@ -372,8 +376,34 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         },
     ));
 
-    // A cloud sync task goes here: give it `Arc::clone(&hub)` (replace_view,
-    // log) and `stop_rx.clone()`, and await it at shutdown like the site task.
+    // Cloud sync: desired state down into the store, then a new view for
+    // the doors and the HTTP check; the access log up, woken by each append.
+    let sync = match &config.mqtt {
+        Some(settings) => {
+            let cloud_config = cloud::CloudConfig::from_settings(settings)?;
+            let for_data = Arc::clone(&hub);
+            let hooks = cloud::Hooks {
+                on_new_data: Box::new(move |data, revision| match View::build(data.clone()) {
+                    Ok(view) => {
+                        info!(revision, "new data set from the cloud in force");
+                        for_data.replace_view(Arc::new(view));
+                    }
+                    Err(e) => warn!(revision, "data set from the cloud not usable: {e}"),
+                }),
+                ..cloud::Hooks::default()
+            };
+            let handle = cloud::run_sync(&cloud_config, Arc::clone(&store), hooks)?;
+            log.notify_on_append(handle.outbox_notifier());
+            info!(
+                url = %settings.url,
+                tenant = %settings.tenant,
+                hub = %settings.hub_id,
+                "cloud sync started"
+            );
+            Some(handle)
+        }
+        None => None,
+    };
 
     // HTTP.
     let server = match &config.api {
@@ -442,6 +472,10 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         h.shutdown().await;
     }
     log.append(&HubEvent::new(EventKind::HubStopped, "hub stopped"))?;
+    if let Some(sync) = sync {
+        // Says offline to the broker; unsent events stay in the outbox.
+        sync.shutdown().await;
+    }
     drop(hub);
     drop(log);
     match Arc::try_unwrap(store) {

@@ -182,16 +182,28 @@ impl HubEvent {
     }
 }
 
-/// The access log: events appended to the store's outbox. Cheap to clone.
+/// The access log: events appended to the store's outbox. Cheap to clone
+/// (clones share the store and the wake-up below).
 #[derive(Clone, Debug)]
 pub struct EventLog {
     store: Arc<Store>,
+    /// Woken after each append (the cloud sync sends the new events).
+    appended: Arc<std::sync::OnceLock<Arc<tokio::sync::Notify>>>,
 }
 
 impl EventLog {
     /// The log in `store`'s outbox.
     pub fn new(store: Arc<Store>) -> Self {
-        EventLog { store }
+        EventLog {
+            store,
+            appended: Arc::default(),
+        }
+    }
+
+    /// Wakes `notify` after every append from now on (set once; later
+    /// calls are ignored). The cloud sync's outbox signal goes here.
+    pub fn notify_on_append(&self, notify: Arc<tokio::sync::Notify>) {
+        let _ = self.appended.set(notify);
     }
 
     /// The store (for sync: peek and acknowledge the outbox).
@@ -202,7 +214,11 @@ impl EventLog {
     /// Appends one event; returns its sequence number and the outbox level.
     /// Durable within the store's group-commit interval.
     pub fn append(&self, event: &HubEvent) -> Result<Appended, EventError> {
-        Ok(self.store.outbox().append(&event.encode()?)?)
+        let appended = self.store.outbox().append(&event.encode()?)?;
+        if let Some(notify) = self.appended.get() {
+            notify.notify_one();
+        }
+        Ok(appended)
     }
 
     /// Up to `limit` events with a sequence number above `after`, in order.

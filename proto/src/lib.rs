@@ -8,7 +8,7 @@
 //!
 //! ```
 //! use hub_proto::v1::{Ack, Message};
-//! let bytes = Ack { through_seq: 42 }.encode_to_vec();
+//! let bytes = Ack { through_seq: 42, resend: false }.encode_to_vec();
 //! assert_eq!(Ack::decode(&bytes[..]).unwrap().through_seq, 42);
 //! ```
 

@@ -361,7 +361,7 @@ impl SyncCore {
                 Err(e) => self.reject_decode(local, kind, &e),
             },
             Kind::Ack => match Ack::decode(payload) {
-                Ok(a) => self.on_ack(local, a.through_seq, now),
+                Ok(a) => self.on_ack(local, a.through_seq, a.resend, now),
                 Err(e) => self.reject_decode(local, kind, &e),
             },
             _ => {}
@@ -728,9 +728,23 @@ impl SyncCore {
 
     // ---- events -------------------------------------------------------------------
 
-    fn on_ack(&mut self, local: &mut impl LocalState, through: u64, now: Instant) {
+    fn on_ack(&mut self, local: &mut impl LocalState, through: u64, resend: bool, now: Instant) {
         // Never delete what this process has not sent.
         let through = through.min(self.max_sent);
+        if resend {
+            // Apply what the ack covers, then start again after it.
+            if through > self.acked_through && local.outbox_ack(through).is_ok() {
+                self.acked_through = through;
+                self.events.push_back(SyncEvent::EventsAcked {
+                    through_seq: through,
+                });
+            }
+            self.sent_through = self.acked_through;
+            self.inflight.clear();
+            self.ack_deadline = None;
+            self.pump_outbox(local, now);
+            return;
+        }
         if through <= self.acked_through {
             return;
         }

@@ -184,6 +184,12 @@ impl<L> SyncHandle<L> {
         self.notify.notify_one();
     }
 
+    /// The signal behind [`SyncHandle::outbox_changed`], for code that
+    /// appends events without holding the handle.
+    pub fn outbox_notifier(&self) -> Arc<Notify> {
+        Arc::clone(&self.notify)
+    }
+
     /// What the engine does from now on (a lagging receiver loses the
     /// oldest).
     pub fn events(&self) -> broadcast::Receiver<SyncEvent> {

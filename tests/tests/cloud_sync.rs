@@ -18,6 +18,7 @@ use e2e::{
 };
 use hub::access::{DataSet, Door};
 use hub::cloud::{self, convert::Record, reference, CloudState, Hooks};
+use hub::events::{EventKind, HubEvent};
 use hub::store::{Store, StoreConfig};
 use hub_proto::v1 as pb;
 use hub_proto::v1::Message;
@@ -230,6 +231,7 @@ impl Cloud {
                 if let Some(top) = batch.events.last() {
                     let a = pb::Ack {
                         through_seq: top.seq,
+                        resend: false,
                     };
                     self.send("ack", &a.encode_to_vec()).await;
                 }
@@ -256,15 +258,15 @@ fn delete(kind: pb::EntityKind, id: &str) -> pb::Change {
 
 fn append_events(store: &Store, doors: std::ops::RangeInclusive<u64>) {
     for i in doors {
-        let e = pb::AccessEvent {
-            kind: pb::EventKind::Access as i32,
-            door: format!("door-{i}"),
-            granted: true,
-            reason: pb::ReasonCode::Granted as i32,
-            credential_masked: "****4567".into(),
-            ..Default::default()
-        };
-        store.outbox().append(&cloud::encode_event(&e)).unwrap();
+        let mut e = HubEvent::new(EventKind::Decision, "granted: access Staff");
+        e.door = Some(format!("door-{i}"));
+        e.granted = Some(true);
+        e.reason = Some("access".into());
+        e.credential = Some("****4567".into());
+        e.encode()
+            .map(|bytes| store.outbox().append(&bytes))
+            .unwrap()
+            .unwrap();
     }
 }
 

@@ -456,7 +456,14 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         Cmd::Tail { ack, for_s } => {
             let deadline = tokio::time::Instant::now()
                 + for_s.map_or(Duration::from_secs(100 * 365 * 86_400), Duration::from_secs);
-            let mut acked = 0u64;
+            // Acknowledge only what we hold without a gap since the first
+            // event we saw; ask for everything unacknowledged at start and
+            // after a gap (events sent while nobody listened are gone).
+            let mut acked: Option<u64> = None;
+            if *ack {
+                conn.send(Kind::Ack, resend_from(0)).await?;
+                print(json!({"sent": "ack", "through_seq": 0, "resend": true}));
+            }
             while let Some((kind, payload)) = conn.next(deadline).await? {
                 if !*ack || kind != Kind::Events {
                     continue;
@@ -464,20 +471,51 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 let Ok(batch) = pb::EventBatch::decode(&payload[..]) else {
                     continue;
                 };
-                // Cumulative: everything up to the batch's last event is
-                // stored (printed) now.
-                if let Some(top) = batch.events.last().map(|e| e.seq) {
-                    if top > acked {
-                        acked = top;
-                        conn.send(Kind::Ack, pb::Ack { through_seq: top }.encode_to_vec())
-                            .await?;
-                        print(json!({"sent": "ack", "through_seq": top}));
+                let mut top = acked;
+                for e in &batch.events {
+                    match top {
+                        Some(t) if e.seq <= t => {} // a repeat
+                        Some(t) if e.seq == t + 1 => top = Some(e.seq),
+                        None => top = Some(e.seq),
+                        Some(_) => break, // a gap
                     }
+                }
+                let gap = batch
+                    .events
+                    .last()
+                    .is_some_and(|e| top.is_none_or(|t| e.seq > t));
+                if top > acked {
+                    acked = top;
+                    let through_seq = top.unwrap_or(0);
+                    conn.send(
+                        Kind::Ack,
+                        pb::Ack {
+                            through_seq,
+                            resend: false,
+                        }
+                        .encode_to_vec(),
+                    )
+                    .await?;
+                    print(json!({"sent": "ack", "through_seq": through_seq}));
+                }
+                if gap {
+                    let through_seq = acked.unwrap_or(0);
+                    conn.send(Kind::Ack, resend_from(through_seq)).await?;
+                    print(json!({"sent": "ack", "through_seq": through_seq, "resend": true}));
                 }
             }
             Ok(true)
         }
     }
+}
+
+/// An ack asking the hub to send everything after `through_seq` again.
+fn resend_from(through_seq: u64) -> Vec<u8> {
+    pb::Ack {
+        through_seq,
+        resend: true,
+    }
+    .encode_to_vec()
 }
 
 fn parse_key(text: &str) -> anyhow::Result<pb::EntityKey> {

@@ -2,6 +2,7 @@
 
 use std::sync::Mutex;
 
+use hub_proto::v1::Message;
 use hub_sync::LocalState;
 
 use super::*;
@@ -225,13 +226,11 @@ fn outbox_events_come_back_with_their_sequence_numbers() {
     let dir = tempfile::TempDir::new().unwrap();
     let store = open(&dir);
     let (mut s, _) = state(store.clone());
+    let log = crate::events::EventLog::new(store.clone());
     for door in ["a", "b", "c"] {
-        let e = pb::AccessEvent {
-            seq: 99,
-            door: door.into(),
-            ..Default::default()
-        };
-        store.outbox().append(&encode_event(&e)).unwrap();
+        let mut e = HubEvent::new(EventKind::Decision, "granted");
+        e.door = Some(door.into());
+        log.append(&e).unwrap();
     }
     store.outbox().append(b"\xff\xff").unwrap();
     let got = s.outbox_peek(2, 10).unwrap();
@@ -277,4 +276,64 @@ fn snapshot_chunks_stay_under_the_limit_and_diff_turns_one_data_set_into_another
     })
     .unwrap();
     assert_eq!(s.data().cloned().map(by_key), Some(by_key(new)));
+}
+
+#[test]
+fn log_events_map_onto_the_contract() {
+    let mut granted = HubEvent::new(EventKind::Decision, "membership Standard Monthly");
+    granted.door = Some("front".into());
+    granted.reader = Some("front-in".into());
+    granted.credential = Some("****4567".into());
+    granted.user = Some("201".into());
+    granted.granted = Some(true);
+    granted.reason = Some("membership".into());
+    granted.method = Some("card".into());
+    let e = access_event(7, &granted);
+    assert_eq!(e.seq, 7);
+    assert_eq!(e.kind(), pb::EventKind::Access);
+    assert_eq!(e.reason(), pb::ReasonCode::Granted);
+    assert_eq!(
+        (e.reason_key.as_str(), e.door.as_str(), e.reader.as_str()),
+        ("membership", "front", "front-in")
+    );
+    assert_eq!(
+        (e.credential_masked.as_str(), e.user.as_str()),
+        ("****4567", "201")
+    );
+    assert!(e.granted && e.method == "card");
+    assert_eq!(
+        e.time
+            .map(|t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000),
+        Some(granted.at_ms)
+    );
+
+    let mut expired = granted.clone();
+    expired.granted = Some(false);
+    expired.reason = Some("membership_expired".into());
+    let e = access_event(8, &expired);
+    assert_eq!(e.reason(), pb::ReasonCode::Expired);
+    assert!(!e.granted);
+
+    let mut held = HubEvent::new(EventKind::AlarmCleared, "door front: held_open cleared");
+    held.reason = Some("held_open".into());
+    let e = access_event(9, &held);
+    assert_eq!(
+        (e.kind(), e.reason_key.as_str()),
+        (pb::EventKind::DoorHeld, "cleared")
+    );
+    assert_eq!(e.reason(), pb::ReasonCode::Unspecified);
+
+    let refused = HubEvent::new(EventKind::Refused, "PIN entry timed out");
+    let e = access_event(10, &refused);
+    assert_eq!(
+        (e.kind(), e.reason_key.as_str()),
+        (pb::EventKind::Access, "refused")
+    );
+    assert_eq!(e.reason(), pb::ReasonCode::Other);
+
+    let e = access_event(11, &HubEvent::new(EventKind::StoreRecovered, "replaced"));
+    assert_eq!(
+        (e.kind(), e.reason_key.as_str()),
+        (pb::EventKind::Alarm, "store_recovered")
+    );
 }

@@ -250,6 +250,15 @@ fn sent_seqs(ps: &[Publish]) -> Vec<Vec<u64>> {
 fn ack(through: u64) -> Vec<u8> {
     Ack {
         through_seq: through,
+        resend: false,
+    }
+    .encode_to_vec()
+}
+
+fn resend_after(through: u64) -> Vec<u8> {
+    Ack {
+        through_seq: through,
+        resend: true,
     }
     .encode_to_vec()
 }
@@ -550,6 +559,27 @@ fn unacked_events_go_again_after_a_reconnect_or_a_timeout() {
         sent_seqs(&h.advance(Duration::from_secs(1))),
         [vec![3, 4, 5]]
     );
+}
+
+#[test]
+fn a_cloud_that_missed_events_asks_for_them_again() {
+    let mut h = Harness::new();
+    h.mem.outbox = (1..=5).map(event).collect();
+    let out = h.connect();
+    assert_eq!(sent_seqs(&out), [vec![1, 2, 3], vec![4, 5]]);
+    // The cloud (reconnected without a persistent session) holds nothing:
+    // everything goes again at once, same keys, nothing deleted.
+    let out = h.send(Kind::Ack, &resend_after(0));
+    assert_eq!(sent_seqs(&out), [vec![1, 2, 3], vec![4, 5]]);
+    assert_eq!(h.mem.outbox.len(), 5);
+    // It holds 1 and 2: those are deleted, the rest sent again.
+    let out = h.send(Kind::Ack, &resend_after(2));
+    assert_eq!(sent_seqs(&out), [vec![3, 4, 5]]);
+    assert_eq!(h.mem.outbox.first().map(|e| e.seq), Some(3));
+    // A resend request never deletes what was not sent.
+    let out = h.send(Kind::Ack, &resend_after(99));
+    assert!(sent_seqs(&out).is_empty());
+    assert!(h.mem.outbox.is_empty());
 }
 
 #[test]

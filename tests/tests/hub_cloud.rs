@@ -1,0 +1,211 @@
+//! The real `hub run` process synced by the reference cloud (`hubctl`)
+//! through a real Mosquitto with mutual TLS and the contract's per-hub ACL.
+//!
+//! The hub starts with an empty store and no data-set file: every check is
+//! denied. `hubctl snapshot` pushes the example data set; the hub's HTTP
+//! check then grants Ann at the front door, and that entry goes up to the
+//! cloud (`hubctl tail --ack`) with its sequence number and masked fields;
+//! once acknowledged it leaves the hub's outbox. A revision deleting Ann is
+//! enforced at once; SIGTERM stops the hub cleanly.
+
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic, missing_docs)]
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use e2e::broker::{Certs, Mosquitto, MosquittoOpts, TempDir, HOST};
+use e2e::{http, hub_daemon, hub_events, hubctl_bin, repo_root, write_secret};
+use serde_json::{json, Value};
+
+const TENANT: &str = "acme";
+const HUB: &str = "hub-1";
+const API_KEY: &str = "cloud-test-key";
+
+/// Each hub reads its own down topics and writes its own up topics; the
+/// cloud does everything (docs/mqtt-api.md).
+fn contract_acl() -> String {
+    let mut acl = String::new();
+    for down in ["desired", "snapshot", "cmd", "ack"] {
+        acl.push_str(&format!("pattern read t/{TENANT}/h/%u/{down}\n"));
+    }
+    for up in ["events", "status", "resync", "result", "presence", "health"] {
+        acl.push_str(&format!("pattern write t/{TENANT}/h/%u/{up}\n"));
+    }
+    acl.push_str("\nuser cloud\ntopic readwrite t/#\n");
+    acl
+}
+
+fn write_config(dir: &Path, certs: &Certs, port: u16) -> std::path::PathBuf {
+    let hub_cert = certs.client(HUB);
+    // The hub refuses a client key readable by others.
+    let key = dir.join("hub.key");
+    write_secret(&key, &std::fs::read_to_string(&hub_cert.key).unwrap());
+    write_secret(&dir.join("api.key"), API_KEY);
+    let config = dir.join("hub.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[site]
+id = "demo-site"
+time_zone = "Europe/Berlin"
+
+[storage]
+path = "store"
+
+[api]
+listen = "127.0.0.1:0"
+api_key_file = "api.key"
+
+[mqtt]
+url = "mqtts://{HOST}:{port}"
+tenant = "{TENANT}"
+hub_id = "{HUB}"
+ca_file = "{ca}"
+cert_file = "{cert}"
+key_file = "hub.key"
+keepalive_s = 5
+"#,
+            ca = certs.ca.display(),
+            cert = hub_cert.cert.display(),
+        ),
+    )
+    .unwrap();
+    config
+}
+
+/// Runs `hubctl` as the cloud; returns its exit code and JSON lines.
+fn hubctl(certs: &Certs, port: u16, args: &[&str]) -> (Option<i32>, Vec<Value>, String) {
+    let cloud = certs.client("cloud");
+    let out = Command::new(hubctl_bin())
+        .args(["--host", HOST, "--port", &port.to_string()])
+        .arg("--ca")
+        .arg(&certs.ca)
+        .arg("--cert")
+        .arg(&cloud.cert)
+        .arg("--key")
+        .arg(&cloud.key)
+        .args(["--tenant", TENANT, "--hub", HUB, "--timeout-s", "20"])
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run hubctl");
+    let lines = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    (
+        out.status.code(),
+        lines,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn check(api: &str, user: &str) -> Value {
+    let body = json!({"door_id": "front", "id": user});
+    let (status, answer) = http(api, "POST", "/api/v1/access/check", API_KEY, Some(&body))
+        .expect("POST /api/v1/access/check");
+    assert_eq!(status, 200, "{answer}");
+    answer
+}
+
+/// Polls `f` until it holds (the hub applies data asynchronously).
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn hub_process_synced_by_the_reference_cloud_over_mtls() {
+    let tmp = TempDir::new("hub-cloud");
+    let certs = Certs::generate_for(&tmp.path().join("certs"), &[HUB, "cloud"]);
+    let broker = Mosquitto::start(
+        MosquittoOpts::plain()
+            .without_plain()
+            .with_tls(&certs)
+            .acl(contract_acl()),
+    );
+    let port = broker.tls_port();
+    let config = write_config(tmp.path(), &certs, port);
+    let (hub, api) = hub_daemon(&config);
+
+    // No data yet: denied.
+    assert_eq!(check(&api, "201")["success"], false);
+
+    let site = repo_root().join("hub/examples/data/site.json");
+    let site = site.to_str().unwrap();
+    let (code, lines, err) = hubctl(
+        &certs,
+        port,
+        &["snapshot", "--file", site, "--revision", "1"],
+    );
+    assert_eq!(code, Some(0), "{lines:?} {err}");
+
+    // The snapshot is in force in the running hub.
+    eventually("the snapshot enforced", || {
+        check(&api, "201")["success"] == true
+    });
+    let granted = check(&api, "201");
+    assert_eq!(granted["user"]["id"], "201", "{granted}");
+    let seq = granted["entry_seq"].as_u64().expect("entry_seq");
+
+    // The entry reaches the cloud, in order, and is acknowledged.
+    let (code, lines, err) = hubctl(&certs, port, &["tail", "--ack", "--for-s", "4"]);
+    assert_eq!(code, Some(0), "{err}");
+    let events: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["topic"] == "events")
+        .flat_map(|l| l["events"].as_array().unwrap())
+        .collect();
+    let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "in order: {seqs:?}");
+    let entry = events
+        .iter()
+        .find(|e| e["seq"] == seq)
+        .unwrap_or_else(|| panic!("entry {seq} not sent: {lines:?}"));
+    assert_eq!(entry["door"], "front", "{entry}");
+    assert_eq!(entry["granted"], true, "{entry}");
+    assert_eq!(entry["user"], "201", "{entry}");
+    assert!(
+        lines.iter().any(|l| l["sent"] == "ack"),
+        "hubctl acknowledged: {lines:?}"
+    );
+    // Acknowledged events leave the hub's outbox.
+    eventually("the outbox emptied up to the ack", || {
+        hub_events(&api, API_KEY)
+            .iter()
+            .all(|e| e["seq"].as_u64().unwrap() > seq)
+    });
+
+    // A revision deleting Ann is enforced by the running hub.
+    let (code, lines, err) = hubctl(
+        &certs,
+        port,
+        &[
+            "revision",
+            "--base",
+            "1",
+            "--revision",
+            "2",
+            "--delete",
+            "user:201",
+        ],
+    );
+    assert_eq!(code, Some(0), "{lines:?} {err}");
+    eventually("the deletion enforced", || {
+        check(&api, "201")["success"] == false
+    });
+
+    // SIGTERM: a clean stop.
+    let status = Command::new("kill")
+        .args(["-TERM", &hub.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = hub.close(Duration::from_secs(20)).expect("hub exited");
+    assert!(exit.success(), "{exit:?}");
+}
