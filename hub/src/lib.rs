@@ -53,6 +53,7 @@ pub mod dataset_file;
 pub mod demo;
 pub mod door;
 pub mod events;
+pub mod notify;
 pub mod osdp_cli;
 pub mod site;
 pub mod site_data;
