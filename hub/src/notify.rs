@@ -32,6 +32,19 @@ pub fn stopping() {
     send(NotifyState::Stopping);
 }
 
+/// Half the watchdog timeout, as `sd_watchdog_enabled(3)` reads it: a
+/// `WATCHDOG_PID` that is set must be ours (an unset one is fine, unlike
+/// `sd_notify::watchdog_enabled`, which then says no).
+fn interval(usec: Option<String>, pid: Option<String>, me: u32) -> Option<Duration> {
+    let usec: u64 = usec?.trim().parse().ok()?;
+    if let Some(pid) = pid {
+        if pid.trim().parse::<u32>().ok()? != me {
+            return None;
+        }
+    }
+    Some(Duration::from_micros(usec / 2)).filter(|d| !d.is_zero())
+}
+
 /// The watchdog pings of one loop: `WATCHDOG=1` at half of systemd's
 /// `WATCHDOG_USEC`, or nothing when systemd asked for no watchdog.
 #[derive(Debug)]
@@ -41,13 +54,13 @@ pub struct Watchdog {
 }
 
 impl Watchdog {
-    /// Reads `WATCHDOG_USEC` (and `WATCHDOG_PID`) from the environment.
+    /// Reads `WATCHDOG_USEC` and `WATCHDOG_PID` from the environment.
     pub fn from_env(now: Instant) -> Self {
-        let mut usec = 0;
-        let every = sd_notify::watchdog_enabled(false, &mut usec)
-            .then(|| Duration::from_micros(usec / 2))
-            .filter(|d| !d.is_zero());
-        Watchdog { every, next: now }
+        let var = |name| std::env::var(name).ok();
+        Watchdog {
+            every: interval(var("WATCHDOG_USEC"), var("WATCHDOG_PID"), std::process::id()),
+            next: now,
+        }
     }
 
     /// When the next ping is due (`None`: no watchdog).
@@ -64,5 +77,21 @@ impl Watchdog {
             send(NotifyState::Watchdog);
             self.next = now + every;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_watchdog_pings_at_half_its_timeout_for_this_process_only() {
+        let s = |v: &str| Some(v.to_owned());
+        assert_eq!(interval(s("10000000"), None, 7), Some(Duration::from_secs(5)));
+        assert_eq!(interval(s("10000000"), s("7"), 7), Some(Duration::from_secs(5)));
+        assert_eq!(interval(s("10000000"), s("8"), 7), None, "another process's");
+        assert_eq!(interval(None, s("7"), 7), None);
+        assert_eq!(interval(s("soon"), None, 7), None);
+        assert_eq!(interval(s("1"), None, 7), None);
     }
 }

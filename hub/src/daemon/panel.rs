@@ -21,7 +21,7 @@ use osdp::reply::{Keypad, RawCard, RawFormat, Reply};
 use tracing::{info, warn};
 
 use super::SiteTask;
-use crate::access::{self, CheckQuery, Request};
+use crate::access::{self, CardNumber, CheckQuery, Request};
 use crate::access_input::ReaderId;
 use crate::config::Config;
 use crate::door::DoorMode;
@@ -103,7 +103,7 @@ fn event_line(seq: u64, e: &HubEvent) -> EventLine {
         (EventKind::DataSeeded, _) => "data",
     };
     let mut message = e.message.clone();
-    if let Some(card) = &e.credential {
+    if let Some(card) = e.credential.as_ref().filter(|c| !message.contains(c.as_str())) {
         // Masked before it was logged.
         message.push_str(&format!(", card {card}"));
     }
@@ -448,7 +448,11 @@ impl SiteTask {
                         bit_count,
                         data,
                     }),
-                    format!("card {}", crate::demo::mask_number(number)),
+                    // Masked the way decisions show it.
+                    format!(
+                        "card {}",
+                        CardNumber::new(u32::try_from(facility).ok(), number)
+                    ),
                 )
             }
             (None, Some(pin)) => {
