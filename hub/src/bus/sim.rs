@@ -186,12 +186,14 @@ mod tests {
         let mut handle = super::super::spawn(BusConfig::new(super::super::SIM_PORT, 115_200, pds))
             .expect("a simulated bus needs no port");
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        let next = |h: &mut BusHandle| {
-            let recv = h.events.recv();
-            async move { tokio::time::timeout_at(deadline, recv).await.ok().flatten() }
-        };
+        async fn next_in(h: &mut BusHandle, deadline: tokio::time::Instant) -> Option<BusEvent> {
+            tokio::time::timeout_at(deadline, h.events.recv())
+                .await
+                .ok()
+                .flatten()
+        }
         loop {
-            match next(&mut handle).await {
+            match next_in(&mut handle, deadline).await {
                 Some(BusEvent::Osdp(Event::Online { pd: 1, secure, .. })) => {
                     assert!(secure, "the virtual reader uses the configured key");
                     break;
@@ -214,7 +216,7 @@ mod tests {
         };
         handle.client().present(1, Reply::Raw(card)).await.unwrap();
         loop {
-            match next(&mut handle).await {
+            match next_in(&mut handle, deadline).await {
                 Some(BusEvent::Osdp(Event::Reply { pd: 1, reply: Reply::Raw(c) })) => {
                     assert_eq!((c.bit_count, c.data), (bits, data));
                     break;
