@@ -54,11 +54,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use osdp::command::Command;
-use osdp::reply::Reply;
 use osdp::cp::{
     wire_time, CommandId, ConfigError, ControlPanel, CpConfig, CpStats, Event, PdConfig, PdStatus,
     SubmitError,
 };
+use osdp::reply::Reply;
 use thiserror::Error;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};

@@ -422,25 +422,21 @@ pub async fn run_with(config: Config, options: RunOptions) -> Result<(), DaemonE
     // HTTP.
     let mut ready = serde_json::json!({"event": "ready"});
     let mut servers = Vec::new();
-    match &config.api {
-        Some(api) => {
-            let (listener, local) = listen(api.listen).await?;
-            let state = CheckState::new(
-                Arc::clone(&hub.view),
-                api.api_key.clone(),
-                Arc::new(OutboxSink(log.clone())),
-            );
-            let app =
-                check_api::router(state).merge(events::router(log.clone(), api.api_key.clone()));
-            info!(
-                "serving http://{local}{} and {}",
-                check_api::CHECK_PATH,
-                events::EVENTS_PATH
-            );
-            ready["api"] = local.to_string().into();
-            servers.push(serve(listener, app, stop_rx.clone()));
-        }
-        None => {}
+    if let Some(api) = &config.api {
+        let (listener, local) = listen(api.listen).await?;
+        let state = CheckState::new(
+            Arc::clone(&hub.view),
+            api.api_key.clone(),
+            Arc::new(OutboxSink(log.clone())),
+        );
+        let app = check_api::router(state).merge(events::router(log.clone(), api.api_key.clone()));
+        info!(
+            "serving http://{local}{} and {}",
+            check_api::CHECK_PATH,
+            events::EVENTS_PATH
+        );
+        ready["api"] = local.to_string().into();
+        servers.push(serve(listener, app, stop_rx.clone()));
     }
     // The technician's web page: its own listener (another address, often
     // the LAN, while the check API may stay on localhost).

@@ -142,7 +142,9 @@ fn line_action(request: DemoRequest) -> Result<Action, String> {
         DemoRequest::Card { reader, .. } | DemoRequest::Keys { reader, .. } => *reader,
     };
     let Some((_, name)) = READERS.iter().find(|(a, _)| *a == address) else {
-        return Err(format!("no reader {address}: the demo has readers 1, 2 and 3"));
+        return Err(format!(
+            "no reader {address}: the demo has readers 1, 2 and 3"
+        ));
     };
     let reader = (*name).to_owned();
     Ok(match request {
@@ -328,7 +330,10 @@ async fn automatic_cards(actions: mpsc::Sender<ActionRequest>, every: Duration) 
             1 => ("back", "7:1001".to_owned()),
             _ => {
                 let [a, b]: [u8; 2] = random_bytes();
-                ("front-in", format!("1:{}", 1000 + u16::from_le_bytes([a, b]) % 60_000))
+                (
+                    "front-in",
+                    format!("1:{}", 1000 + u16::from_le_bytes([a, b]) % 60_000),
+                )
             }
         };
         turn += 1;

@@ -58,7 +58,11 @@ impl Watchdog {
     pub fn from_env(now: Instant) -> Self {
         let var = |name| std::env::var(name).ok();
         Watchdog {
-            every: interval(var("WATCHDOG_USEC"), var("WATCHDOG_PID"), std::process::id()),
+            every: interval(
+                var("WATCHDOG_USEC"),
+                var("WATCHDOG_PID"),
+                std::process::id(),
+            ),
             next: now,
         }
     }
@@ -87,9 +91,19 @@ mod tests {
     #[test]
     fn the_watchdog_pings_at_half_its_timeout_for_this_process_only() {
         let s = |v: &str| Some(v.to_owned());
-        assert_eq!(interval(s("10000000"), None, 7), Some(Duration::from_secs(5)));
-        assert_eq!(interval(s("10000000"), s("7"), 7), Some(Duration::from_secs(5)));
-        assert_eq!(interval(s("10000000"), s("8"), 7), None, "another process's");
+        assert_eq!(
+            interval(s("10000000"), None, 7),
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(
+            interval(s("10000000"), s("7"), 7),
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(
+            interval(s("10000000"), s("8"), 7),
+            None,
+            "another process's"
+        );
         assert_eq!(interval(None, s("7"), 7), None);
         assert_eq!(interval(s("soon"), None, 7), None);
         assert_eq!(interval(s("1"), None, 7), None);

@@ -82,7 +82,10 @@ path = "store"
     let exit = hub.wait().unwrap();
 
     assert!(ready, "no READY=1; got {seen:?}");
-    assert!(watchdog && again, "READY=1 but no repeated WATCHDOG=1; got {seen:?}");
+    assert!(
+        watchdog && again,
+        "READY=1 but no repeated WATCHDOG=1; got {seen:?}"
+    );
     assert!(kill.success());
     assert!(stopping, "no STOPPING=1 after SIGTERM; got {seen:?}");
     assert!(exit.success(), "{exit:?}");

@@ -67,7 +67,10 @@ fn a_technician_logs_in_presents_a_card_and_sees_the_granted_event() {
     let text = page["text"].as_str().unwrap();
 
     assert_eq!(page["url"], json!("/"), "logged in, on the status page");
-    assert!(text.contains("Front Door (front)"), "the door is listed:\n{text}");
+    assert!(
+        text.contains("Front Door (front)"),
+        "the door is listed:\n{text}"
+    );
     assert!(
         page["result"]
             .as_str()
@@ -84,8 +87,14 @@ fn a_technician_logs_in_presents_a_card_and_sees_the_granted_event() {
             && l.contains("Ann Lee")
             && l.contains("card ****67")
     });
-    assert!(granted.is_some(), "no granted event with the masked card:\n{text}");
-    assert!(!text.contains("34567"), "a card number is shown unmasked:\n{text}");
+    assert!(
+        granted.is_some(),
+        "no granted event with the masked card:\n{text}"
+    );
+    assert!(
+        !text.contains("34567"),
+        "a card number is shown unmasked:\n{text}"
+    );
     assert!(!text.contains(password), "the password is shown");
 
     let png = std::fs::read(&shot).unwrap();

@@ -164,7 +164,11 @@ fn log_at_reader(addr: u8, command: &Command) {
                 info!(reader = addr, output = o.output, control = ?o.control, "virtual reader: output");
             }
         }
-        other => debug!(reader = addr, command = other.name(), "virtual reader: command"),
+        other => debug!(
+            reader = addr,
+            command = other.name(),
+            "virtual reader: command"
+        ),
     }
 }
 
@@ -207,7 +211,11 @@ mod tests {
         assert_eq!(status[0].id.as_ref().map(|id| id.serial), Some(1));
 
         let formats = CardFormatTable::builtin();
-        let (bits, data) = formats.get(H10301).unwrap().encode(Some(12), 34567).unwrap();
+        let (bits, data) = formats
+            .get(H10301)
+            .unwrap()
+            .encode(Some(12), 34567)
+            .unwrap();
         let card = RawCard {
             reader: 0,
             format: RawFormat::Wiegand,
@@ -217,7 +225,10 @@ mod tests {
         handle.client().present(1, Reply::Raw(card)).await.unwrap();
         loop {
             match next_in(&mut handle, deadline).await {
-                Some(BusEvent::Osdp(Event::Reply { pd: 1, reply: Reply::Raw(c) })) => {
+                Some(BusEvent::Osdp(Event::Reply {
+                    pd: 1,
+                    reply: Reply::Raw(c),
+                })) => {
                     assert_eq!((c.bit_count, c.data), (bits, data));
                     break;
                 }
@@ -227,12 +238,15 @@ mod tests {
         }
         let err = handle
             .client()
-            .present(9, Reply::Raw(RawCard {
-                reader: 0,
-                format: RawFormat::Wiegand,
-                bit_count: 0,
-                data: Vec::new(),
-            }))
+            .present(
+                9,
+                Reply::Raw(RawCard {
+                    reader: 0,
+                    format: RawFormat::Wiegand,
+                    bit_count: 0,
+                    data: Vec::new(),
+                }),
+            )
             .await
             .unwrap_err();
         assert!(matches!(err, BusError::NoSuchReader(9)), "{err}");

@@ -67,7 +67,11 @@ impl Panel {
             mqtt: config.mqtt.is_some(),
             demo: config.buses.iter().any(|b| b.config.is_simulated()),
             buses: config.buses.iter().map(|b| b.name.clone()).collect(),
-            readers: config.readers.iter().map(|r| (r.id, r.name.clone())).collect(),
+            readers: config
+                .readers
+                .iter()
+                .map(|r| (r.id, r.name.clone()))
+                .collect(),
             with_position: config
                 .doors
                 .iter()
@@ -103,7 +107,11 @@ fn event_line(seq: u64, e: &HubEvent) -> EventLine {
         (EventKind::DataSeeded, _) => "data",
     };
     let mut message = e.message.clone();
-    if let Some(card) = e.credential.as_ref().filter(|c| !message.contains(c.as_str())) {
+    if let Some(card) = e
+        .credential
+        .as_ref()
+        .filter(|c| !message.contains(c.as_str()))
+    {
         // Masked before it was logged.
         message.push_str(&format!(", card {card}"));
     }
