@@ -13,9 +13,15 @@
 //!    refreshed every second (the same loop shape as [`crate::demo`]);
 //! 4. serves `[api]`: the check endpoint ([`check_api::router`], entries
 //!    recorded in the outbox before the answer) and the event list
-//!    ([`events::router`]);
-//! 5. prints `{"event":"ready","api":"ADDR"}` on stdout once serving;
-//! 6. on SIGTERM/SIGINT stops serving, stops the site task and the buses,
+//!    ([`events::router`]); and `[web]` on its own listener: the
+//!    technician's page ([`web::router`]), fed by [`crate::status::HubStatus`]
+//!    snapshots the site task publishes (each second and after changes),
+//!    whose actions the site task carries out;
+//! 5. prints `{"event":"ready","api":"ADDR","web":"ADDR"}` on stdout once
+//!    serving and tells systemd `READY=1` ([`crate::notify`]); the site
+//!    loop sends the watchdog pings;
+//! 6. on SIGTERM/SIGINT (or [`RunOptions::stop_after`]) says `STOPPING=1`,
+//!    stops serving, stops the site task and the buses,
 //!    logs `hub_stopped`, flushes and closes the store, and returns `Ok`.
 //!
 //! Every decision, refusal, alarm and device event becomes a
