@@ -4,6 +4,9 @@
 #   * .venv at the repo root with libosdp==3.2.9 (the OSDP interop peer)
 #   * mosquitto (MQTT broker) and nats-server (second MQTT implementation, for
 #     the broker contract tests) via apt-get when missing
+#   * chromium (headless, for the web page test tests/tests/web_page.rs, driven
+#     by scripts/web_page_check.py with the Python standard library) via
+#     apt-get when missing
 #
 # Quick and offline when everything is already in place. Exports nothing:
 # tests find .venv/bin/python relative to the repo root (HUB_TEST_PYTHON
@@ -104,6 +107,14 @@ done
 if [ "${#missing[@]}" -gt 0 ]; then
     apt_install "${missing[@]}"
     say "installed ${missing[*]}"
+fi
+
+# ---- Headless browser for the web page test ---------------------------------------
+if [ -x /usr/bin/chromium ] || [ -n "${HUB_CHROMIUM:-}" ]; then
+    say "chromium present (nothing to do)"
+else
+    apt_install chromium
+    say "installed chromium"
 fi
 
 say "done"

@@ -58,12 +58,15 @@ use osdp::cp::{
     wire_time, CommandId, ConfigError, ControlPanel, CpConfig, CpStats, Event, PdConfig, PdStatus,
     SubmitError,
 };
+use osdp::reply::Reply;
 use thiserror::Error;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_serial::{SerialPortBuilderExt, SerialStream};
 use tracing::{debug, info, warn};
+
+pub mod sim;
 
 /// Kernel RS-485 settings (`struct serial_rs485`), applied with `TIOCSRS485`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,6 +186,12 @@ pub enum BusError {
     /// The bus task is gone (it was shut down, or it panicked).
     #[error("the bus task for {0} has stopped")]
     Stopped(String),
+    /// A card or keys can only be presented at a simulated bus's readers.
+    #[error("{0} is a real bus: cards are presented at the reader, not by the hub")]
+    NotSimulated(String),
+    /// No virtual reader has this address on the simulated bus.
+    #[error("no virtual reader at address {0}")]
+    NoSuchReader(u8),
 }
 
 /// A request from the application to the bus task.
@@ -197,6 +206,12 @@ enum Request {
     },
     Stats {
         reply: oneshot::Sender<CpStats>,
+    },
+    /// Simulated buses only: a virtual reader reports this on its next poll.
+    Present {
+        addr: u8,
+        report: Reply,
+        reply: oneshot::Sender<Result<(), BusError>>,
     },
     Shutdown,
 }
@@ -252,6 +267,18 @@ impl BusClient {
     /// The control panel's counters (packets, timeouts, retries).
     pub async fn stats(&self) -> Result<CpStats, BusError> {
         self.ask(|reply| Request::Stats { reply }).await
+    }
+
+    /// Simulated buses ([`SIM_PORT`]) only: the virtual reader at `addr`
+    /// reports `report` (a card read, keypad keys) on its next poll, as if
+    /// a person had used it. A real bus answers [`BusError::NotSimulated`].
+    pub async fn present(&self, addr: u8, report: Reply) -> Result<(), BusError> {
+        self.ask(|reply| Request::Present {
+            addr,
+            report,
+            reply,
+        })
+        .await?
     }
 }
 
@@ -309,11 +336,26 @@ impl Drop for BusHandle {
     }
 }
 
+/// The port name of a simulated bus: no serial port, virtual readers (see
+/// [`sim`]).
+pub const SIM_PORT: &str = "sim:";
+
+impl BusConfig {
+    /// This bus is simulated ([`SIM_PORT`]).
+    pub fn is_simulated(&self) -> bool {
+        self.port == SIM_PORT
+    }
+}
+
 /// Opens the port, builds the control panel and starts the bus task. Must be
-/// called from within a tokio runtime.
+/// called from within a tokio runtime. A [`SIM_PORT`] bus runs on
+/// [`sim`]'s virtual readers instead of a port.
 pub fn spawn(mut config: BusConfig) -> Result<BusHandle, BusError> {
     config.cp.baud = config.baud;
     let cp = ControlPanel::new(config.cp.clone(), config.pds.clone(), Instant::now())?;
+    if config.is_simulated() {
+        return Ok(sim::spawn(config, cp));
+    }
     let port = open_port(&config.port, config.baud, config.rs485.as_ref())?;
     info!(port = %config.port, baud = config.baud, devices = config.pds.len(), "bus started");
     let (req_tx, req_rx) = mpsc::channel(64);
@@ -500,6 +542,9 @@ impl Driver {
                     }
                     Some(Request::Stats { reply }) => {
                         let _ = reply.send(self.cp.stats());
+                    }
+                    Some(Request::Present { reply, .. }) => {
+                        let _ = reply.send(Err(BusError::NotSimulated(self.config.port.clone())));
                     }
                     Some(Request::Shutdown) | None => {
                         info!(port = %self.config.port, "bus stopped");

@@ -273,6 +273,8 @@ pub fn access_event(seq: u64, event: &HubEvent) -> pb::AccessEvent {
         EventKind::HubStopped => (pb::EventKind::Hub, "stopped".to_owned()),
         EventKind::DataSeeded => (pb::EventKind::Hub, "data_seeded".to_owned()),
         EventKind::StoreRecovered => (pb::EventKind::Alarm, "store_recovered".to_owned()),
+        // reason: the action's name (unlock, identify, check, present).
+        EventKind::Action => (pb::EventKind::Action, reason_key),
     };
     let reason = if kind == pb::EventKind::Access {
         reason_class(&reason_key)

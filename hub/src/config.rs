@@ -31,11 +31,12 @@ use thiserror::Error;
 use toml::Spanned;
 
 use crate::access_input::{InputConfig, InputMode, ReaderId};
-use crate::bus::{BusConfig, Rs485Config};
+use crate::bus::{BusConfig, Rs485Config, SIM_PORT};
 use crate::check_api::ApiKey;
 use crate::door::DoorConfig;
 use crate::site::{DoorWiring, Point};
 use crate::store::StoreConfig;
+use crate::web::auth::Credentials;
 
 /// Longest door pulse, held-open time or PIN timeout accepted (1 hour).
 pub const MAX_DOOR_TIME: Duration = Duration::from_secs(3600);
@@ -227,7 +228,7 @@ pub struct Config {
     pub api: Option<ApiSettings>,
     /// `[mqtt]`: checked, not used yet (cloud sync comes later).
     pub mqtt: Option<MqttSettings>,
-    /// `[web]`: checked, not used yet (the local web UI comes later).
+    /// `[web]`: the technician's web page (absent: not served).
     pub web: Option<WebSettings>,
 }
 
@@ -290,7 +291,7 @@ pub struct MqttSettings {
     pub keepalive: Duration,
 }
 
-/// `[web]` (for the coming local web UI).
+/// `[web]`: the technician's web page ([`crate::web`]).
 #[derive(Debug, Clone)]
 pub struct WebSettings {
     /// Address to listen on.
@@ -300,6 +301,8 @@ pub struct WebSettings {
     /// PHC password hash (`$argon2id$...`); `Debug` shows it, it is not the
     /// password.
     pub password_hash: String,
+    /// The login built from `user` and `password_hash` (checked).
+    pub credentials: Credentials,
 }
 
 impl Config {
@@ -728,6 +731,13 @@ impl Checker<'_> {
                     b.rs485_delay_after_ms.as_ref().map(|s| s.span()),
                 ),
             ];
+            if b.rs485 && port == SIM_PORT {
+                self.invalid(
+                    "bus.rs485",
+                    b.port.span(),
+                    "a simulated bus (port = \"sim:\") has no RS-485 settings",
+                );
+            }
             if !b.rs485 {
                 for (key, span) in options {
                     if let Some(span) = span {
@@ -1229,18 +1239,21 @@ impl Checker<'_> {
         let listen = self.listen("web.listen", &raw.listen);
         let user = self.name("web.user", &raw.user);
         let hash = raw.password_hash.get_ref().trim().to_owned();
-        // A PHC string ($argon2id$v=19$...), never a clear password.
-        if !(hash.starts_with('$') && hash.matches('$').count() >= 3) {
-            self.invalid(
-                "web.password_hash",
-                raw.password_hash.span(),
-                "expected a PHC password hash such as $argon2id$v=19$m=19456,t=2,p=1$...",
-            );
-        }
+        // A PHC string Argon2 can check ($argon2id$v=19$...), never a clear
+        // password: the same check the login uses, so a bad hash is found
+        // here, with its line, and not at the first login.
+        let credentials = match Credentials::new(&user, &hash) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                self.invalid("web.password_hash", raw.password_hash.span(), e.to_string());
+                None
+            }
+        };
         Some(WebSettings {
             listen: listen?,
             user,
             password_hash: hash,
+            credentials: credentials?,
         })
     }
 }

@@ -13,9 +13,15 @@
 //!    refreshed every second (the same loop shape as [`crate::demo`]);
 //! 4. serves `[api]`: the check endpoint ([`check_api::router`], entries
 //!    recorded in the outbox before the answer) and the event list
-//!    ([`events::router`]);
-//! 5. prints `{"event":"ready","api":"ADDR"}` on stdout once serving;
-//! 6. on SIGTERM/SIGINT stops serving, stops the site task and the buses,
+//!    ([`events::router`]); and `[web]` on its own listener: the
+//!    technician's page ([`web::router`]), fed by [`crate::status::HubStatus`]
+//!    snapshots the site task publishes (each second and after changes),
+//!    whose actions the site task carries out;
+//! 5. prints `{"event":"ready","api":"ADDR","web":"ADDR"}` on stdout once
+//!    serving and tells systemd `READY=1` ([`crate::notify`]); the site
+//!    loop sends the watchdog pings;
+//! 6. on SIGTERM/SIGINT (or [`RunOptions::stop_after`]) says `STOPPING=1`,
+//!    stops serving, stops the site task and the buses,
 //!    logs `hub_stopped`, flushes and closes the store, and returns `Ok`.
 //!
 //! Every decision, refusal, alarm and device event becomes a
@@ -55,9 +61,14 @@ use crate::config::{self, Config, ConfigErrors};
 use crate::dataset_file::{self, DataSetFileError};
 use crate::door::DoorAlarm;
 use crate::events::{self, EventError, EventKind, EventLog, HubEvent};
+use crate::notify::{self, Watchdog};
 use crate::site::{DeviceEvent, Effect, Site, SiteError};
 use crate::site_data::{self, SiteDataError};
+use crate::status::{HubStatus, StatusPublisher};
 use crate::store::{Store, StoreError};
+use crate::web::{self, ActionRequest, WebState};
+
+mod panel;
 
 /// `hub run` arguments.
 #[derive(Debug, Args)]
@@ -163,7 +174,11 @@ pub fn summary(config: &Config) -> Vec<String> {
         out.push(format!(
             "bus {} on {} at {} baud{}: readers {}",
             b.name,
-            b.config.port,
+            if b.config.is_simulated() {
+                "a simulated line (virtual readers)"
+            } else {
+                &b.config.port
+            },
             b.config.baud,
             if b.config.rs485.is_some() {
                 ", RS-485 mode"
@@ -201,13 +216,10 @@ pub fn summary(config: &Config) -> Vec<String> {
         None => out.push("api off".into()),
     }
     if let Some(m) = &config.mqtt {
-        out.push(format!(
-            "mqtt {} as {}/{} (not used yet)",
-            m.url, m.tenant, m.hub_id
-        ));
+        out.push(format!("mqtt {} as {}/{}", m.url, m.tenant, m.hub_id));
     }
     if let Some(w) = &config.web {
-        out.push(format!("web on {} (not used yet)", w.listen));
+        out.push(format!("web page on {} (user {})", w.listen, w.user));
     }
     out
 }
@@ -293,8 +305,24 @@ impl EntrySink for OutboxSink {
     }
 }
 
+/// What `hub run` gets beyond its config: the demo's extras.
+#[derive(Debug, Default)]
+pub struct RunOptions {
+    /// More actions to carry out besides the web page's (the demo's typed
+    /// lines and automatic cards).
+    pub actions: Option<mpsc::Receiver<ActionRequest>>,
+    /// Stop after this long, as on SIGTERM (the demo's `--seconds`).
+    pub stop_after: Option<Duration>,
+}
+
 /// Runs the daemon until SIGTERM or SIGINT. See the module documentation.
 pub async fn run(config: Config) -> Result<(), DaemonError> {
+    run_with(config, RunOptions::default()).await
+}
+
+/// [`run`] with the demo's extras.
+pub async fn run_with(config: Config, options: RunOptions) -> Result<(), DaemonError> {
+    let started = (Instant::now(), Timestamp::now());
     let (store, report) = Store::open(config.storage.clone())?;
     let store = Arc::new(store);
     let log = EventLog::new(Arc::clone(&store));
@@ -357,6 +385,21 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         handles.push(handle);
     }
     let clients: Vec<BusClient> = handles.iter().map(BusHandle::client).collect();
+    let (status, status_watch) = StatusPublisher::new(HubStatus::default());
+    // Actions from the web page and the demo; a small queue: the page says
+    // "busy" rather than piling up requests behind a slow bus.
+    let (actions_tx, actions_rx) = mpsc::channel::<ActionRequest>(16);
+    if let Some(mut extra) = options.actions {
+        let tx = actions_tx.clone();
+        tokio::spawn(async move {
+            while let Some(request) = extra.recv().await {
+                if tx.send(request).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    let panel = panel::Panel::new(&config, started, Arc::clone(&store));
     let site_task = tokio::spawn(site_loop(
         SiteTask {
             site,
@@ -367,11 +410,15 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
                 .map(|r| (r.id, r.name.clone()))
                 .collect(),
             hub: Arc::clone(&hub),
+            devices: DeviceStates::default(),
+            status,
+            panel,
         },
         Wakers {
             bus_events: bus_rx,
             _bus_tx: bus_tx,
             view_rx,
+            actions: actions_rx,
             stop: stop_rx.clone(),
         },
     ));
@@ -406,54 +453,51 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     };
 
     // HTTP.
-    let server = match &config.api {
-        Some(api) => {
-            let listener = tokio::net::TcpListener::bind(api.listen)
-                .await
-                .map_err(|source| DaemonError::Io {
-                    context: format!("listening on {}", api.listen),
-                    source,
-                })?;
-            let local = listener.local_addr().map_err(|source| DaemonError::Io {
-                context: "reading the listening address".into(),
-                source,
-            })?;
-            let state = CheckState::new(
-                Arc::clone(&hub.view),
-                api.api_key.clone(),
-                Arc::new(OutboxSink(log.clone())),
-            );
-            let app =
-                check_api::router(state).merge(events::router(log.clone(), api.api_key.clone()));
-            let mut stop = stop_rx.clone();
-            info!(
-                "serving http://{local}{} and {}",
-                check_api::CHECK_PATH,
-                events::EVENTS_PATH
-            );
-            println!(
-                "{}",
-                serde_json::json!({"event": "ready", "api": local.to_string()})
-            );
-            Some(tokio::spawn(async move {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(async move {
-                        let _ = stop.wait_for(|s| *s).await;
-                    })
-                    .await
-            }))
-        }
-        None => {
-            println!("{}", serde_json::json!({"event": "ready"}));
-            None
-        }
-    };
+    let mut ready = serde_json::json!({"event": "ready"});
+    let mut servers = Vec::new();
+    if let Some(api) = &config.api {
+        let (listener, local) = listen(api.listen).await?;
+        let state = CheckState::new(
+            Arc::clone(&hub.view),
+            api.api_key.clone(),
+            Arc::new(OutboxSink(log.clone())),
+        );
+        let app = check_api::router(state).merge(events::router(log.clone(), api.api_key.clone()));
+        info!(
+            "serving http://{local}{} and {}",
+            check_api::CHECK_PATH,
+            events::EVENTS_PATH
+        );
+        ready["api"] = local.to_string().into();
+        servers.push(serve(listener, app, stop_rx.clone()));
+    }
+    // The technician's web page: its own listener (another address, often
+    // the LAN, while the check API may stay on localhost).
+    if let Some(w) = &config.web {
+        let (listener, local) = listen(w.listen).await?;
+        let state = WebState::new(w.credentials.clone(), status_watch, actions_tx.clone());
+        info!("web page on http://{local}/ (user {})", w.user);
+        ready["web"] = local.to_string().into();
+        servers.push(serve(listener, web::router(state), stop_rx.clone()));
+    }
+    drop(actions_tx);
+    println!("{ready}");
+    notify::ready();
 
-    shutdown_signal().await;
+    match options.stop_after {
+        Some(after) => {
+            tokio::select! {
+                () = shutdown_signal() => {}
+                () = tokio::time::sleep(after) => {}
+            }
+        }
+        None => shutdown_signal().await,
+    }
     info!("stopping");
+    notify::stopping();
     stop_tx.send_replace(true);
     let mut result = Ok(());
-    if let Some(server) = server {
+    for server in servers {
         match server.await {
             Ok(Ok(())) => {}
             Ok(Err(source)) => {
@@ -486,6 +530,38 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     }
     info!("stopped");
     result
+}
+
+/// Binds `addr`; returns the listener and the address it got (port 0).
+async fn listen(
+    addr: std::net::SocketAddr,
+) -> Result<(tokio::net::TcpListener, std::net::SocketAddr), DaemonError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| DaemonError::Io {
+            context: format!("listening on {addr}"),
+            source,
+        })?;
+    let local = listener.local_addr().map_err(|source| DaemonError::Io {
+        context: "reading the listening address".into(),
+        source,
+    })?;
+    Ok((listener, local))
+}
+
+/// Serves `app` until `stop` turns true.
+fn serve(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    mut stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<std::io::Result<()>> {
+    tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await
+    })
 }
 
 /// The view from the store, seeded from the data set file when the store
@@ -563,6 +639,11 @@ struct SiteTask {
     clients: Vec<BusClient>,
     readers: Vec<(ReaderId, String)>,
     hub: Arc<Hub>,
+    /// Tamper and power per device (only changes are logged).
+    devices: DeviceStates,
+    status: StatusPublisher,
+    /// What the status page shows beyond the site, and the counters.
+    panel: panel::Panel,
 }
 
 impl SiteTask {
@@ -587,7 +668,7 @@ impl SiteTask {
         }
     }
 
-    async fn apply(&self, effect: Effect) {
+    async fn apply(&mut self, effect: Effect) {
         match effect {
             Effect::Command { bus, pd, command } => {
                 let Some(client) = self.clients.get(usize::from(bus)) else {
@@ -613,9 +694,16 @@ impl SiteTask {
                     user = decision.user.as_ref().map_or("-", |u| u.id.as_str()),
                     "decision"
                 );
-                self.record(&HubEvent::decision(&decision, name, credential));
+                let event = HubEvent::decision(&decision, name, credential);
+                if decision.granted {
+                    self.panel.counters.granted += 1;
+                } else {
+                    self.panel.counters.denied += 1;
+                }
+                self.record(&event);
             }
             Effect::Refused { reader, why } => {
+                self.panel.counters.denied += 1;
                 let name = self.reader_name(&reader);
                 info!(reader = name.unwrap_or("?"), %why, "refused");
                 let mut e = HubEvent::new(EventKind::Refused, why);
@@ -640,6 +728,9 @@ impl SiteTask {
                     DoorAlarm::ForcedOpen => "forced_open",
                     DoorAlarm::HeldOpen => "held_open",
                 };
+                if raised {
+                    self.panel.counters.alarms += 1;
+                }
                 let (kind, verb) = if raised {
                     (EventKind::AlarmRaised, "raised")
                 } else {
@@ -688,6 +779,11 @@ impl SiteTask {
 struct DeviceStates(std::collections::HashMap<(u16, u8), (Option<bool>, Option<bool>)>);
 
 impl DeviceStates {
+    /// The device's tamper switch is open (last report).
+    fn tamper(&self, bus: u16, pd: u8) -> bool {
+        self.0.get(&(bus, pd)).and_then(|s| s.0).unwrap_or(false)
+    }
+
     /// Whether `effect` is news (always true for non-device effects).
     fn is_news(&mut self, effect: &Effect) -> bool {
         let Effect::Device { bus, pd, event } = effect else {
@@ -712,6 +808,8 @@ struct Wakers {
     /// Keeps the queue open when there are no buses.
     _bus_tx: mpsc::UnboundedSender<(u16, BusEvent)>,
     view_rx: watch::Receiver<()>,
+    /// The web page's and the demo's actions.
+    actions: mpsc::Receiver<ActionRequest>,
     stop: watch::Receiver<bool>,
 }
 
@@ -720,14 +818,20 @@ async fn site_loop(mut task: SiteTask, wakers: Wakers) {
         mut bus_events,
         _bus_tx,
         mut view_rx,
+        mut actions,
         mut stop,
     } = wakers;
     const REFRESH: Duration = Duration::from_secs(1);
     let mut next_refresh = Instant::now();
-    let mut devices = DeviceStates::default();
+    let mut watchdog = Watchdog::from_env(Instant::now());
+    let mut actions_open = true;
     loop {
+        // Only a loop that turns pings systemd: a stuck one gets restarted.
+        watchdog.tick(Instant::now());
+        let mut changed = false;
         while let Some(effect) = task.site.poll_effect() {
-            if devices.is_news(&effect) {
+            changed = true;
+            if task.devices.is_news(&effect) {
                 task.apply(effect).await;
             }
         }
@@ -735,18 +839,22 @@ async fn site_loop(mut task: SiteTask, wakers: Wakers) {
         if now >= next_refresh {
             task.site.refresh_modes(Timestamp::now(), now);
             next_refresh = now + REFRESH;
+            task.publish_status(true).await;
             continue;
         }
-        let wake = task
-            .site
-            .poll_timeout()
-            .map_or(next_refresh, |t| t.min(next_refresh));
+        if changed {
+            task.publish_status(false).await;
+        }
+        let wake = [task.site.poll_timeout(), watchdog.due()]
+            .into_iter()
+            .flatten()
+            .fold(next_refresh, Instant::min);
         tokio::select! {
             event = bus_events.recv() => match event {
                 Some((bus, BusEvent::Osdp(e))) => {
                     task.site.handle_bus_event(bus, &e, Instant::now(), Timestamp::now());
                 }
-                    Some((bus, other)) => task.port_event(bus, &other),
+                Some((bus, other)) => task.port_event(bus, &other),
                 None => return,
             },
             () = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => {
@@ -757,7 +865,20 @@ async fn site_loop(mut task: SiteTask, wakers: Wakers) {
                     task.site.set_view(task.hub.view.load_full());
                 }
             }
-            _ = stop.wait_for(|s| *s) => return,
+            request = actions.recv(), if actions_open => match request {
+                Some(request) => {
+                    task.act(request).await;
+                    task.publish_status(false).await;
+                }
+                None => actions_open = false,
+            },
+            () = stopped(&mut stop) => return,
         }
     }
+}
+
+/// Resolves once `stop` turns true (or its sender is gone). Returns `()`
+/// so no watch guard lives across the site loop's awaits.
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
 }

@@ -1,48 +1,72 @@
-//! `hub demo`: the hub's OSDP side with no hardware: our control panel and
-//! virtual secure readers on a simulated RS-485 bus running in real time.
+//! `hub demo`: the hub daemon itself ([`crate::daemon`]) on a simulated bus,
+//! with no hardware and no broker.
 //!
-//! The readers come online over the secure channel; a card is presented every
-//! few seconds (or when you type `card 1 4567` or `keys 2 1234#` on stdin);
-//! the control panel receives it, decodes the card format and answers at that
-//! reader with a green LED and a beep. Everything is printed as JSON lines
-//! with the card number masked. Access decisions (who may open which door)
-//! come with the decision engine; this demo acknowledges every read.
+//! [`run`] writes a built-in config into a fresh temporary directory: one
+//! simulated bus (`port = "sim:"`, see [`crate::bus::sim`]) with three
+//! virtual secure readers (`front-in`, `front-out`, `back`, each with its
+//! own random key), the doors `front` and `back`, the sample data set
+//! (`hub/examples/data/site.json`), a store, and the technician's web page
+//! on `--listen` (default `127.0.0.1:8080`) with the user `demo` and a
+//! random password printed once on start. Then it runs the daemon until
+//! Ctrl-C (or `--seconds`) and removes the directory.
 //!
-//! Virtual time of [`osdp::sim::SimBus`] is paced against the wall clock, so
-//! wire times at the chosen baud rate are real.
+//! Cards and keys reach the virtual readers three ways, all as the web
+//! page's `present` action, so a person sees the strike open, the LED and
+//! the event on the page and in the log:
+//!
+//! - the page's "Demo: present at a reader" form;
+//! - stdin lines `card READER NUMBER` (`NUMBER` or `FACILITY:NUMBER`, a bare
+//!   number has facility 1) and `keys READER DIGITS`, where `READER` is the
+//!   reader's address 1..=3 ([`parse_demo_line`]);
+//! - every `--card-every` seconds a card, in turn Ann's (granted at the
+//!   front door), Bob's and an unknown one.
+//!
+//! Stdout carries JSON lines: the `demo` banner (URL, user, password), the
+//! daemon's `ready` line and the outcome of each typed line. Card numbers
+//! are masked everywhere; PINs are never shown.
 
-use std::time::{Duration, Instant};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use clap::Args;
-use osdp::card::{CardFormatTable, H10301};
-use osdp::command::{BuzzerControl, Command, LedColor, LedControl, ToneCode};
-use osdp::cp::{ControlPanel, CpConfig, Event, PdConfig, Security};
-use osdp::reply::{Keypad, RawCard, RawFormat, Reply};
-use osdp::sc::Key;
-use osdp::sim::SimBus;
-use serde_json::{json, Value};
+use serde_json::json;
+use tokio::sync::{mpsc, oneshot};
+use zeroize::Zeroizing;
 
-use crate::osdp_cli::{spawn_stdin_reader, CliError, Input, LineSink, Stdout};
-use crate::virtual_pd::{device_config, PdArgs};
+use crate::daemon::{self, RunOptions};
+use crate::osdp_cli::{io_err, spawn_stdin_reader, CliError, Input};
+use crate::web::{auth, Action, ActionRequest, PinDigits};
+
+/// The demo's login name.
+pub const DEMO_USER: &str = "demo";
+
+/// The sample data set: Ann (card 12:34567) may use the front door.
+const SAMPLE_DATA_SET: &str = include_str!("../examples/data/site.json");
+
+/// The virtual readers: address, name.
+const READERS: [(u8, &str); 3] = [(1, "front-in"), (2, "front-out"), (3, "back")];
 
 /// `hub demo`.
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Number of virtual readers (addresses 1..=N).
-    #[arg(long, default_value_t = 2)]
-    pub readers: u8,
-
     /// Line speed of the simulated bus.
     #[arg(long, default_value_t = 9600)]
     pub baud: u32,
 
-    /// Present a card at a random reader this often (seconds; 0: never).
+    /// Present a card at a reader this often (seconds; 0: never).
     #[arg(long, default_value_t = 4)]
     pub card_every: u64,
 
     /// Stop after this many seconds (0: run until Ctrl-C).
     #[arg(long, default_value_t = 0)]
     pub seconds: u64,
+
+    /// Address of the web page (port 0: any free port, printed in the
+    /// ready line).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
 }
 
 /// A card number with all but the last two digits hidden.
@@ -52,25 +76,15 @@ pub fn mask_number(number: u64) -> String {
     format!("{}{}", "*".repeat(s.len() - keep), &s[s.len() - keep..])
 }
 
-fn ack_commands() -> [Command; 2] {
-    let led = Command::Led(vec![LedControl::temporary(LedColor::Green, 10)]);
-    let beep = Command::Buzzer(BuzzerControl {
-        reader: 0,
-        tone: ToneCode::Default,
-        on_time: 2,
-        off_time: 0,
-        count: 1,
-    });
-    [led, beep]
-}
-
 /// What a stdin line asks for.
 #[derive(Debug, PartialEq, Eq)]
 pub enum DemoRequest {
-    /// Present an H10301 card (facility 1) at a reader.
+    /// Present an H10301 card at a reader.
     Card {
         /// Reader address.
         reader: u8,
+        /// Facility code (1 when the line gives none).
+        facility: u64,
         /// Card number.
         number: u64,
     },
@@ -83,10 +97,11 @@ pub enum DemoRequest {
     },
 }
 
-/// Parses `card READER NUMBER` or `keys READER DIGITS`.
+/// Parses `card READER NUMBER`, `card READER FACILITY:NUMBER` or
+/// `keys READER DIGITS`.
 pub fn parse_demo_line(line: &str) -> Result<DemoRequest, String> {
     let words: Vec<&str> = line.split_whitespace().collect();
-    let usage = "type: card READER NUMBER | keys READER DIGITS";
+    let usage = "type: card READER NUMBER | card READER FACILITY:NUMBER | keys READER DIGITS";
     let [verb, reader, arg] = words[..] else {
         return Err(usage.into());
     };
@@ -94,12 +109,18 @@ pub fn parse_demo_line(line: &str) -> Result<DemoRequest, String> {
         .parse()
         .map_err(|_| format!("bad reader {reader:?}"))?;
     match verb {
-        "card" => Ok(DemoRequest::Card {
-            reader,
-            number: arg
-                .parse()
-                .map_err(|_| format!("bad card number {arg:?}"))?,
-        }),
+        "card" => {
+            let bad = || format!("bad card number {arg:?}");
+            let (facility, number) = match arg.split_once(':') {
+                Some((f, n)) => (f.parse().map_err(|_| bad())?, n.parse().map_err(|_| bad())?),
+                None => (1, arg.parse().map_err(|_| bad())?),
+            };
+            Ok(DemoRequest::Card {
+                reader,
+                facility,
+                number,
+            })
+        }
         "keys"
             if arg
                 .chars()
@@ -115,189 +136,253 @@ pub fn parse_demo_line(line: &str) -> Result<DemoRequest, String> {
     }
 }
 
-fn random_u64() -> u64 {
-    let mut b = [0u8; 8];
+/// The web page's action for a typed line, or why there is none.
+fn line_action(request: DemoRequest) -> Result<Action, String> {
+    let address = match &request {
+        DemoRequest::Card { reader, .. } | DemoRequest::Keys { reader, .. } => *reader,
+    };
+    let Some((_, name)) = READERS.iter().find(|(a, _)| *a == address) else {
+        return Err(format!(
+            "no reader {address}: the demo has readers 1, 2 and 3"
+        ));
+    };
+    let reader = (*name).to_owned();
+    Ok(match request {
+        DemoRequest::Card {
+            facility, number, ..
+        } => Action::Present {
+            reader,
+            card: Some(format!("{facility}:{number}")),
+            pin: None,
+        },
+        DemoRequest::Keys { keys, .. } => Action::Present {
+            reader,
+            card: None,
+            pin: Some(PinDigits(Zeroizing::new(keys))),
+        },
+    })
+}
+
+fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
     if getrandom::getrandom(&mut b).is_err() {
-        return 4242;
+        // Without an OS random source the demo still runs; its keys and
+        // password are then predictable, which a demo can live with.
+        b.iter_mut()
+            .enumerate()
+            .for_each(|(i, x)| *x = i as u8 ^ 0x5A);
     }
-    u64::from_le_bytes(b)
+    b
+}
+
+/// A random password of 12 letters and digits (no look-alikes).
+fn random_password() -> Zeroizing<String> {
+    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let bytes: [u8; 12] = random_bytes();
+    Zeroizing::new(
+        bytes
+            .iter()
+            .map(|b| char::from(ALPHABET[usize::from(*b) % ALPHABET.len()]))
+            .collect(),
+    )
+}
+
+/// A directory removed when dropped.
+struct DemoDir(PathBuf);
+
+impl Drop for DemoDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn write_file(path: &Path, text: &str, secret: bool) -> Result<(), CliError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    if secret {
+        options.mode(0o600);
+    }
+    options
+        .open(path)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .map_err(io_err(format!("writing {}", path.display())))
+}
+
+/// The built-in config (TOML) for the files in the demo directory.
+fn demo_config(baud: u32, listen: SocketAddr, password_hash: &str) -> String {
+    let readers: String = READERS
+        .iter()
+        .map(|(address, name)| {
+            let mode = match *name {
+                "front-in" => "card_or_pin",
+                "back" => "card_and_pin",
+                _ => "card",
+            };
+            format!(
+                "[[reader]]\nname = \"{name}\"\nbus = \"sim\"\naddress = {address}\n\
+                 key_file = \"keys/{name}.key\"\nmode = \"{mode}\"\n\n"
+            )
+        })
+        .collect();
+    format!(
+        r#"# hub demo: written by `hub demo`, removed when it stops.
+[site]
+id = "demo-site"
+time_zone = "Europe/Berlin"
+dataset_file = "site.json"
+
+[[bus]]
+name = "sim"
+port = "sim:"
+baud = {baud}
+
+{readers}[[door]]
+id = "front"
+entry_reader = "front-in"
+exit_reader = "front-out"
+strike = {{ reader = "front-in", output = 0 }}
+pulse_s = 5
+
+[[door]]
+id = "back"
+entry_reader = "back"
+strike = {{ reader = "back", output = 0 }}
+pulse_s = 5
+
+[storage]
+path = "store"
+
+[web]
+listen = "{listen}"
+user = "{DEMO_USER}"
+password_hash = "{password_hash}"
+"#
+    )
+}
+
+/// Writes the demo directory: config, keys, data set.
+fn prepare(args: &DemoArgs, password: &str) -> Result<(DemoDir, PathBuf), CliError> {
+    let suffix: [u8; 6] = random_bytes();
+    let name: String = suffix.iter().map(|b| format!("{b:02x}")).collect();
+    let dir = std::env::temp_dir().join(format!("hub-demo-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(dir.join("keys"))
+        .map_err(io_err(format!("creating {}", dir.display())))?;
+    let dir = DemoDir(dir);
+    for (_, reader) in READERS {
+        let key: [u8; 16] = random_bytes();
+        let hex: Zeroizing<String> =
+            Zeroizing::new(key.iter().map(|b| format!("{b:02x}")).collect());
+        write_file(&dir.0.join(format!("keys/{reader}.key")), &hex, true)?;
+    }
+    write_file(&dir.0.join("site.json"), SAMPLE_DATA_SET, false)?;
+    let hash = auth::hash_password(password).map_err(|e| CliError::Usage(e.to_string()))?;
+    let path = dir.0.join("hub.toml");
+    write_file(&path, &demo_config(args.baud, args.listen, &hash), false)?;
+    Ok((dir, path))
+}
+
+fn print(line: &serde_json::Value) {
+    // A closed stdout (piped into `head`) must not stop the doors.
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+}
+
+/// Sends typed lines to the daemon as `present` actions and prints the
+/// outcomes.
+async fn typed_lines(actions: mpsc::Sender<ActionRequest>) {
+    let mut stdin = spawn_stdin_reader();
+    while let Some(input) = stdin.recv().await {
+        let Input::Line(line) = input else { continue };
+        if line.trim().is_empty() {
+            continue;
+        }
+        let action = match parse_demo_line(&line).and_then(line_action) {
+            Ok(action) => action,
+            Err(e) => {
+                print(&json!({ "error": e }));
+                continue;
+            }
+        };
+        let (reply, answer) = oneshot::channel();
+        let request = ActionRequest {
+            action,
+            by: "stdin".into(),
+            reply,
+        };
+        if actions.send(request).await.is_err() {
+            return;
+        }
+        if let Ok(outcome) = answer.await {
+            print(&json!({"event": "action", "ok": outcome.ok, "message": outcome.message}));
+        }
+    }
+}
+
+/// Presents a card every `every`: Ann's at the front door, Bob's at the
+/// back door, an unknown card at the front door, in turn.
+async fn automatic_cards(actions: mpsc::Sender<ActionRequest>, every: Duration) {
+    let mut turn = 0u64;
+    loop {
+        tokio::time::sleep(every).await;
+        let (reader, card) = match turn % 3 {
+            0 => ("front-in", "12:34567".to_owned()),
+            1 => ("back", "7:1001".to_owned()),
+            _ => {
+                let [a, b]: [u8; 2] = random_bytes();
+                (
+                    "front-in",
+                    format!("1:{}", 1000 + u16::from_le_bytes([a, b]) % 60_000),
+                )
+            }
+        };
+        turn += 1;
+        let (reply, _) = oneshot::channel();
+        let request = ActionRequest {
+            action: Action::Present {
+                reader: reader.to_owned(),
+                card: Some(card),
+                pin: None,
+            },
+            by: "demo".into(),
+            reply,
+        };
+        if actions.send(request).await.is_err() {
+            return;
+        }
+    }
 }
 
 /// Runs the demo.
 pub async fn run(args: &DemoArgs) -> Result<(), CliError> {
-    if args.readers == 0 || args.readers > 126 {
-        return Err(CliError::Usage("--readers must be 1..=126".into()));
-    }
-    let mut out = Stdout;
-    let formats = CardFormatTable::builtin();
-    let h10301 = formats
-        .get(H10301)
-        .ok_or_else(|| CliError::Usage("built-in H10301 format missing".into()))?
-        .clone();
-    let start = Instant::now();
-    let mut pds = Vec::new();
-    let mut devices = Vec::new();
-    for addr in 1..=args.readers {
-        let mut key = [0u8; 16];
-        if getrandom::getrandom(&mut key).is_err() {
-            key = [addr; 16];
-        }
-        let key = Key::new(key);
-        let pd_args = PdArgs {
-            port: String::new(),
-            baud: args.baud,
-            address: addr.to_string(),
-            scbk: Some(crate::osdp_cli::hex(key.expose())),
-            allow_clear: false,
-            key_file: None,
-            inputs: 2,
-            outputs: 1,
-            serial: u32::from(addr),
-        };
-        devices.push(osdp::pd::PeripheralDevice::new(device_config(&pd_args)?));
-        pds.push(PdConfig {
-            address: addr,
-            security: Security::Secure(key),
-        });
-    }
-    let cp = ControlPanel::new(
-        CpConfig {
-            baud: args.baud,
-            ..CpConfig::default()
-        },
-        pds,
-        start,
-    )
-    .map_err(|e| CliError::Usage(e.to_string()))?;
-    let mut bus = SimBus::new(cp, devices, args.baud, start);
-    bus.record_wire = false;
-    out.line(
-        &json!({"event": "demo", "readers": args.readers, "baud": args.baud,
-        "note": "virtual secure readers on a simulated bus; type 'card 1 4567' or 'keys 2 1234#'"}),
-    )?;
-
-    let mut stdin = spawn_stdin_reader();
-    let mut stdin_open = true;
-    let mut next_card = start + Duration::from_secs(args.card_every.max(1));
-    let mut presented: Vec<(u8, Instant)> = Vec::new();
-    let end = (args.seconds > 0).then(|| start + Duration::from_secs(args.seconds));
-    let mut seen_at_reader = vec![0usize; usize::from(args.readers)];
-    loop {
-        // Pace virtual time against the wall clock.
-        let now = Instant::now();
-        if end.is_some_and(|e| now >= e) {
-            return Ok(());
-        }
-        bus.run_until(|_| false, now);
-        for (at, e) in std::mem::take(&mut bus.cp_events) {
-            let line: Value = match e {
-                Event::Online { pd, secure, .. } => {
-                    json!({"event":"online","reader":pd,"sc":secure})
-                }
-                Event::Offline { pd } => json!({"event":"offline","reader":pd}),
-                Event::Reply {
-                    pd,
-                    reply: Reply::Raw(card),
-                } => {
-                    for cmd in ack_commands() {
-                        let _ = bus.cp.submit(pd, cmd);
-                    }
-                    let decoded = formats.decode(card.bit_count, &card.data).ok();
-                    let took = presented
-                        .iter()
-                        .position(|(r, _)| *r == pd)
-                        .map(|i| presented.remove(i).1)
-                        .map(|t| at.saturating_duration_since(t).as_millis());
-                    json!({"event":"card","reader":pd,"bits":card.bit_count,
-                        "format": decoded.as_ref().and_then(|d| d.format),
-                        "number": decoded.as_ref().map(|d| mask_number(d.number)),
-                        "parity": decoded.as_ref().map(|d| d.parity.passed()),
-                        "read_to_cp_ms": took})
-                }
-                Event::Reply {
-                    pd,
-                    reply: Reply::Keypad(k),
-                } => {
-                    json!({"event":"keypad","reader":pd,"keys": "*".repeat(k.digits.len())})
-                }
-                Event::SecureChannelFailed { pd, .. } => json!({"event":"sc_failed","reader":pd}),
-                _ => continue,
-            };
-            out.line(&line)?;
-        }
-        // What the readers themselves received (LED, buzzer...).
-        for (i, p) in bus.pds.iter().enumerate() {
-            for (_, e) in &p.events[seen_at_reader[i]..] {
-                if let osdp::pd::PdEvent::Command(cmd) = e {
-                    for mut l in crate::virtual_pd::command_json(cmd) {
-                        l["reader"] = json!(i + 1);
-                        l["at"] = json!("reader");
-                        out.line(&l)?;
-                    }
-                }
-            }
-            seen_at_reader[i] = p.events.len();
-        }
-        if args.card_every > 0 && now >= next_card {
-            next_card = now + Duration::from_secs(args.card_every);
-            let reader = (random_u64() % u64::from(args.readers)) as u8 + 1;
-            let number = random_u64() % 60_000 + 1_000;
-            present(&mut bus, &h10301, reader, number, &mut presented, &mut out)?;
-        }
-        let sleep_to = [
-            bus.cp.poll_timeout(),
-            Some(next_card),
-            Some(now + Duration::from_millis(20)),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
-        .unwrap_or(now)
-        .max(now + Duration::from_millis(1));
-        tokio::select! {
-            () = tokio::time::sleep_until(sleep_to.into()) => {}
-            input = stdin.recv(), if stdin_open => match input {
-                Some(Input::Line(l)) if l.trim().is_empty() => {}
-                Some(Input::Line(l)) => match parse_demo_line(&l) {
-                    Ok(DemoRequest::Card { reader, number }) if (1..=args.readers).contains(&reader) => {
-                        present(&mut bus, &h10301, reader, number, &mut presented, &mut out)?;
-                    }
-                    Ok(DemoRequest::Keys { reader, keys }) if (1..=args.readers).contains(&reader) => {
-                        let digits = keys.bytes().map(|b| match b { b'*' => 0x7F, b'#' => 0x0D, d => d }).collect();
-                        bus.pds[usize::from(reader - 1)].pd.queue_report(Reply::Keypad(Keypad { reader: 0, digits }));
-                    }
-                    Ok(_) => out.line(&json!({"error": "no such reader"}))?,
-                    Err(e) => out.line(&json!({"error": e}))?,
-                },
-                _ => stdin_open = false,
-            },
-            _ = tokio::signal::ctrl_c() => return Ok(()),
-        }
-    }
-}
-
-fn present(
-    bus: &mut SimBus,
-    format: &osdp::card::CardFormat,
-    reader: u8,
-    number: u64,
-    presented: &mut Vec<(u8, Instant)>,
-    out: &mut Stdout,
-) -> Result<(), CliError> {
-    let (bits, data) = match format.encode(Some(1), number) {
-        Ok(x) => x,
-        Err(e) => return out.line(&json!({"error": format!("cannot encode card: {e}")})),
+    let password = random_password();
+    let (dir, config_path) = prepare(args, &password)?;
+    let config = crate::config::load(&config_path).map_err(|e| CliError::Usage(e.to_string()))?;
+    print(&json!({
+        "event": "demo",
+        "web": format!("http://{}/", args.listen),
+        "user": DEMO_USER,
+        "password": password.as_str(),
+        "note": "virtual secure readers 1 front-in, 2 front-out, 3 back on a simulated bus; \
+                 log in to the web page, or type 'card 1 12:34567' (Ann, granted at the front door) \
+                 or 'keys 3 4321'",
+    }));
+    drop(password);
+    let (tx, rx) = mpsc::channel(16);
+    let typed = tokio::spawn(typed_lines(tx.clone()));
+    let cards = (args.card_every > 0)
+        .then(|| tokio::spawn(automatic_cards(tx, Duration::from_secs(args.card_every))));
+    let options = RunOptions {
+        actions: Some(rx),
+        stop_after: (args.seconds > 0).then(|| Duration::from_secs(args.seconds)),
     };
-    bus.pds[usize::from(reader - 1)]
-        .pd
-        .queue_report(Reply::Raw(RawCard {
-            reader: 0,
-            format: RawFormat::Wiegand,
-            bit_count: bits,
-            data,
-        }));
-    presented.push((reader, Instant::now()));
-    out.line(&json!({"event":"presented","reader":reader,"number":mask_number(number)}))
+    let result = daemon::run_with(config, options).await;
+    typed.abort();
+    if let Some(cards) = cards {
+        cards.abort();
+    }
+    drop(dir);
+    result.map_err(|e| CliError::Usage(e.to_string()))
 }
 
 #[cfg(test)]
@@ -317,7 +402,16 @@ mod tests {
             parse_demo_line("card 1 4567"),
             Ok(DemoRequest::Card {
                 reader: 1,
+                facility: 1,
                 number: 4567
+            })
+        );
+        assert_eq!(
+            parse_demo_line("card 1 12:34567"),
+            Ok(DemoRequest::Card {
+                reader: 1,
+                facility: 12,
+                number: 34567
             })
         );
         assert_eq!(
@@ -328,8 +422,52 @@ mod tests {
             })
         );
         assert!(parse_demo_line("card one 1").is_err());
+        assert!(parse_demo_line("card 1 12:x").is_err());
         assert!(parse_demo_line("keys 1 12a").is_err());
         assert!(parse_demo_line("open sesame").is_err());
         assert!(parse_demo_line("").is_err());
+    }
+
+    #[test]
+    fn typed_lines_become_present_actions_at_the_named_reader() {
+        let action = line_action(DemoRequest::Card {
+            reader: 1,
+            facility: 12,
+            number: 34567,
+        });
+        assert_eq!(
+            action,
+            Ok(Action::Present {
+                reader: "front-in".into(),
+                card: Some("12:34567".into()),
+                pin: None
+            })
+        );
+        assert!(line_action(DemoRequest::Keys {
+            reader: 9,
+            keys: "1".into()
+        })
+        .is_err());
+    }
+
+    #[test]
+    fn the_built_in_config_is_valid_and_serves_the_web_page() {
+        let args = DemoArgs {
+            baud: 9600,
+            card_every: 0,
+            seconds: 0,
+            listen: "127.0.0.1:0".parse().unwrap(),
+        };
+        let (demo_dir, path) = prepare(&args, "pw").unwrap();
+        let config = crate::config::load(&path).unwrap();
+        assert!(config.buses[0].config.is_simulated());
+        assert_eq!(config.readers.len(), 3);
+        assert_eq!(config.doors.len(), 2);
+        let web = config.web.unwrap();
+        assert_eq!(web.user, DEMO_USER);
+        assert!(web.credentials.verify(DEMO_USER, "pw"));
+        let held = demo_dir.0.clone();
+        drop(demo_dir);
+        assert!(!held.exists(), "the demo directory is removed");
     }
 }

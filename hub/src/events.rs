@@ -64,6 +64,9 @@ pub enum EventKind {
     StoreRecovered,
     /// The data set was seeded from the configured file.
     DataSeeded,
+    /// A technician's action on the web page (unlock, identify, check,
+    /// present); the message names the technician.
+    Action,
 }
 
 /// One access-log event. Secrets never reach it.

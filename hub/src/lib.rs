@@ -8,7 +8,8 @@
 //! - [`osdp_cli`]: `hub osdp`, the technician's tool: JSON lines in and out
 //!   on one bus, and `hub osdp scan` to find devices.
 //! - [`virtual_pd`]: `hub osdp pd`, a virtual reader on a serial port.
-//! - [`demo`]: `hub demo`, virtual readers on a simulated bus, no hardware.
+//! - [`demo`]: `hub demo`, the daemon on a simulated bus ([`bus::sim`],
+//!   virtual secure readers) with the web page: no hardware, no broker.
 //! - [`door`]: one door's strike, position switch, exit button and alarms.
 //! - [`site`]: readers, credential input, decisions and doors wired together
 //!   (sans-IO): bus events in, commands, decisions and alarms out.
@@ -22,8 +23,11 @@
 //! - [`config`]: the hub's TOML config file, parsed once into a checked
 //!   [`config::Config`] (errors name the key and the line).
 //! - [`daemon`]: `hub run --config FILE`, the hub itself: store, data set,
-//!   buses, the site controller, the HTTP check and event list; and
+//!   buses, the site controller, the HTTP check and event list, the web
+//!   page (status snapshots, actions carried out in the site task); and
 //!   `hub check-config`.
+//! - [`notify`]: systemd `Type=notify` readiness, watchdog and stopping
+//!   messages (no-ops without `NOTIFY_SOCKET`).
 //! - [`events`]: access-log events ([`events::HubEvent`]) in the store's
 //!   outbox, and `GET /api/v1/events`.
 //! - [`store`]: the persistent store on sled: the cloud's data set (records
@@ -56,6 +60,7 @@ pub mod dataset_file;
 pub mod demo;
 pub mod door;
 pub mod events;
+pub mod notify;
 pub mod osdp_cli;
 pub mod site;
 pub mod site_data;
@@ -90,8 +95,9 @@ pub enum HubCommand {
     /// JSON lines (events on stdout, requests on stdin), or scan a bus.
     /// See docs/osdp-cli.md.
     Osdp(osdp_cli::OsdpArgs),
-    /// Demo without hardware: our control panel and virtual secure readers
-    /// on a simulated RS-485 bus, cards presented automatically or typed.
+    /// Demo without hardware: the hub daemon with virtual secure readers on
+    /// a simulated RS-485 bus and the web page (a login is printed); cards
+    /// presented on the page, typed, or automatically.
     Demo(demo::DemoArgs),
     /// Access decisions from a data-set file, without cloud or readers:
     /// `hub access check` (one decision as JSON) and `hub access serve` (the

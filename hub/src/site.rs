@@ -81,6 +81,9 @@ pub enum SiteError {
     /// The input configuration is invalid.
     #[error(transparent)]
     Input(#[from] InputConfigError),
+    /// No door with this id is wired.
+    #[error("no door {0:?} is wired to this hub")]
+    UnknownDoor(String),
 }
 
 /// Something a device reported that is not a credential.
@@ -247,6 +250,25 @@ impl Site {
             .iter()
             .map(|d| (d.wiring.door.clone(), d.door.state()))
             .collect()
+    }
+
+    /// An operator's momentary unlock of `door` (the technician's web page):
+    /// the strike is released for the door's normal pulse, exactly as for a
+    /// grant but without a credential, so the opening is excused (no
+    /// forced-open alarm). Returns `Ok(false)`, releasing nothing, when the
+    /// door is in lockdown. The caller logs who asked.
+    pub fn momentary_unlock(&mut self, door: &str, now: Instant) -> Result<bool, SiteError> {
+        let i = self
+            .doors
+            .iter()
+            .position(|d| d.wiring.door == door)
+            .ok_or_else(|| SiteError::UnknownDoor(door.to_owned()))?;
+        if self.doors[i].door.state().mode == DoorMode::Lockdown {
+            return Ok(false);
+        }
+        self.doors[i].door.handle(DoorInput::MomentaryUnlock, now);
+        self.drain_door(i);
+        Ok(true)
     }
 
     /// Runs expired timers (strike relock, held-open, PIN entry).
@@ -811,5 +833,31 @@ mod tests {
             ),
             Err(SiteError::ReaderTwice { .. })
         ));
+    }
+
+    #[test]
+    fn an_operator_momentary_unlock_pulses_the_strike_without_an_alarm() {
+        let mut site = site();
+        let t0 = Instant::now();
+        assert_eq!(site.momentary_unlock("front", t0), Ok(true));
+        let strikes: Vec<bool> = std::iter::from_fn(|| site.poll_effect())
+            .filter_map(|e| match e {
+                Effect::Command {
+                    command: Command::Output(o),
+                    ..
+                } => Some(o[0].control == OutputControlCode::PermanentOnAbortTimed),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(strikes, vec![true], "the strike is released once");
+        assert!(site.door_states()[0].1.strike_released);
+        // The door relocks after its pulse.
+        let relock = site.poll_timeout().unwrap();
+        site.handle_timeout(relock, Timestamp::now());
+        assert!(!site.door_states()[0].1.strike_released);
+        assert_eq!(
+            site.momentary_unlock("garage", t0),
+            Err(SiteError::UnknownDoor("garage".into()))
+        );
     }
 }

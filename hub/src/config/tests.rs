@@ -95,7 +95,7 @@ key_file = "mqtt.key"
 [web]
 listen = "0.0.0.0:8443"
 user = "admin"
-password_hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA"
+password_hash = "$argon2id$v=19$m=19456,t=2,p=1$rN1/KvHYctnDCl0Em5fDGg$VhOMKcpGHmFYxzAqxVtgUiZGSTe9nre8dUp61U/1OG0"
 "#;
 
 fn with(replace: &str, by: &str) -> String {
@@ -434,7 +434,7 @@ fn out_of_range_values() {
             45,
         ),
         (
-            "password_hash = \"$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA\"",
+            "password_hash = \"$argon2id$v=19$m=19456,t=2,p=1$rN1/KvHYctnDCl0Em5fDGg$VhOMKcpGHmFYxzAqxVtgUiZGSTe9nre8dUp61U/1OG0\"",
             "password_hash = \"hunter2\"",
             "web.password_hash",
             53,
