@@ -54,7 +54,7 @@ for t in "${targets[@]}"; do
     else
         echo "($qemu not available: binary not run)"
     fi
-    deb=$(cargo deb --locked -p hub --target "$t" --no-build 2>&1 | tail -n 1)
+    deb=$(cargo deb --locked -p hub --target "$t" --no-build --strip 2>&1 | tail -n 1)
     echo "package: $deb"
     dpkg-deb --info "$deb" | sed -n 's/^ \(Package\|Version\|Architecture\|Depends\):/  &/p'
     dpkg-deb --contents "$deb" | awk '{print "  " $1, $6}'
