@@ -308,18 +308,7 @@ async fn serve(args: ServeArgs) -> Result<(), AccessCliError> {
 
 /// Resolves on Ctrl-C or SIGTERM.
 async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                term.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = term => {}
-    }
+    crate::daemon::shutdown_signal().await;
     tracing::info!("stopping");
 }
 

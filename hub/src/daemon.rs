@@ -617,8 +617,8 @@ fn seed(path: &Path, store: &Store, log: &EventLog) -> Result<View, DaemonError>
     Ok(view)
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
+/// Resolves on SIGINT or SIGTERM (also the stop of `hub access serve`).
+pub(crate) async fn shutdown_signal() {
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut term) => {
