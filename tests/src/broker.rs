@@ -737,6 +737,21 @@ pub fn hub_acl() -> String {
         .to_string()
 }
 
+/// The MQTT contract's ACL (docs/mqtt-api.md) for `tenant`: each hub
+/// (username = its certificate CN) reads only its own down topics and
+/// writes only its own up topics; `cloud` may do everything.
+pub fn contract_acl(tenant: &str) -> String {
+    let mut acl = String::from("# each hub only under its own id\n");
+    for down in ["desired", "snapshot", "cmd", "ack"] {
+        acl.push_str(&format!("pattern read t/{tenant}/h/%u/{down}\n"));
+    }
+    for up in ["events", "status", "resync", "result", "presence", "health"] {
+        acl.push_str(&format!("pattern write t/{tenant}/h/%u/{up}\n"));
+    }
+    acl.push_str("\nuser cloud\ntopic readwrite t/#\n");
+    acl
+}
+
 /// A mosquitto broker; see the module doc.
 #[derive(Debug)]
 pub struct Mosquitto {

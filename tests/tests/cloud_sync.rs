@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use e2e::broker::HOST;
+use e2e::broker::{contract_acl, HOST};
 use e2e::{
     mqtt_options, mqtt_tls_options, repo_root, Broker, Certs, Mosquitto, MosquittoOpts, NatsMqtt,
     TempDir, TestClient,
@@ -29,20 +29,6 @@ use rumqttc::QoS;
 /// Generous: only a failing test waits this long.
 const T: Duration = Duration::from_secs(20);
 const TENANT: &str = "acme";
-
-/// The contract's ACL: each hub (certificate CN = username) reads its own
-/// down topics and writes its own up topics; the cloud does everything.
-fn contract_acl() -> String {
-    let mut acl = String::from("# each hub only under its own id\n");
-    for down in ["desired", "snapshot", "cmd", "ack"] {
-        acl.push_str(&format!("pattern read t/{TENANT}/h/%u/{down}\n"));
-    }
-    for up in ["events", "status", "resync", "result", "presence", "health"] {
-        acl.push_str(&format!("pattern write t/{TENANT}/h/%u/{up}\n"));
-    }
-    acl.push_str("\nuser cloud\ntopic readwrite t/#\n");
-    acl
-}
 
 fn example_data() -> DataSet {
     let path = repo_root().join("hub/examples/data/site.json");
@@ -284,7 +270,7 @@ fn tls_broker(certs: &Certs, persistence: bool) -> Mosquitto {
         MosquittoOpts::plain()
             .without_plain()
             .with_tls(certs)
-            .acl(contract_acl())
+            .acl(contract_acl(TENANT))
             .persistence(persistence),
     )
 }

@@ -14,27 +14,13 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use e2e::broker::{Certs, Mosquitto, MosquittoOpts, TempDir, HOST};
+use e2e::broker::{contract_acl, Certs, Mosquitto, MosquittoOpts, TempDir, HOST};
 use e2e::{http, hub_daemon, hub_events, hubctl_bin, repo_root, write_secret};
 use serde_json::{json, Value};
 
 const TENANT: &str = "acme";
 const HUB: &str = "hub-1";
 const API_KEY: &str = "cloud-test-key";
-
-/// Each hub reads its own down topics and writes its own up topics; the
-/// cloud does everything (docs/mqtt-api.md).
-fn contract_acl() -> String {
-    let mut acl = String::new();
-    for down in ["desired", "snapshot", "cmd", "ack"] {
-        acl.push_str(&format!("pattern read t/{TENANT}/h/%u/{down}\n"));
-    }
-    for up in ["events", "status", "resync", "result", "presence", "health"] {
-        acl.push_str(&format!("pattern write t/{TENANT}/h/%u/{up}\n"));
-    }
-    acl.push_str("\nuser cloud\ntopic readwrite t/#\n");
-    acl
-}
 
 fn write_config(dir: &Path, certs: &Certs, port: u16) -> std::path::PathBuf {
     let hub_cert = certs.client(HUB);
@@ -127,7 +113,7 @@ fn hub_process_synced_by_the_reference_cloud_over_mtls() {
         MosquittoOpts::plain()
             .without_plain()
             .with_tls(&certs)
-            .acl(contract_acl()),
+            .acl(contract_acl(TENANT)),
     );
     let port = broker.tls_port();
     let config = write_config(tmp.path(), &certs, port);
