@@ -6,7 +6,10 @@
 # Installs what it needs when missing: the cross compilers (Debian's
 # gcc-aarch64-linux-gnu, gcc-arm-linux-gnueabihf), qemu-user, the rustup
 # targets and cargo-deb. Then, for each target: builds, checks the binary's
-# architecture, runs `hub --version` under qemu-user, and lists the package.
+# architecture and the package's fields and files, and runs the packaged
+# binary under qemu-user (`--version`, and `check-config` on the packaged
+# default config). Fails on the first check that does not hold; the test
+# suite (scripts/test.sh) runs it.
 #
 #   scripts/package.sh            # both targets
 #   scripts/package.sh aarch64    # one (aarch64 or armv7)
@@ -27,8 +30,8 @@ done
 apt_install() {
     local sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    $sudo apt-get update -qq
-    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@"
+    $sudo apt-get -o DPkg::Lock::Timeout=600 update -qq
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq "$@"
 }
 need=()
 command -v aarch64-linux-gnu-gcc >/dev/null || need+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
@@ -40,22 +43,47 @@ for t in "${targets[@]}"; do
 done
 command -v cargo-deb >/dev/null || cargo install cargo-deb --locked
 
+version=$(sed -n 's/^version = "\(.*\)"/\1/p' hub/Cargo.toml | head -n 1)
+fail() { echo "package: $*" >&2; exit 1; }
+
 for t in "${targets[@]}"; do
     echo "== $t"
     cargo build --locked --release -p hub --bin hub --target "$t"
     bin="target/$t/release/hub"
-    file "$bin" 2>/dev/null || true
     case "$t" in
-        aarch64-*) qemu=qemu-aarch64; sysroot=/usr/aarch64-linux-gnu ;;
-        armv7-*) qemu=qemu-arm; sysroot=/usr/arm-linux-gnueabihf ;;
+        aarch64-*) qemu=qemu-aarch64; sysroot=/usr/aarch64-linux-gnu; arch=arm64; elf="ARM aarch64" ;;
+        armv7-*) qemu=qemu-arm; sysroot=/usr/arm-linux-gnueabihf; arch=armhf; elf="ARM," ;;
     esac
+    if command -v file >/dev/null; then
+        desc=$(file -b "$bin")
+        echo "  $desc"
+        case "$desc" in *"$elf"*) ;; *) fail "$bin is not an $arch executable" ;; esac
+    fi
+    deb=$(cargo deb --locked -p hub --target "$t" --no-build --strip 2>&1 | tail -n 1)
+    [ -f "$deb" ] || fail "cargo deb did not make a package: $deb"
+    echo "package: $deb"
+    dpkg-deb --info "$deb" | sed -n 's/^ \(Package\|Version\|Architecture\|Depends\):/  &/p'
+    [ "$(dpkg-deb --field "$deb" Architecture)" = "$arch" ] || fail "$deb is not Architecture: $arch"
+    [ "$(dpkg-deb --field "$deb" Package)" = "edge-hub" ] || fail "$deb is not the edge-hub package"
+    contents=$(dpkg-deb --contents "$deb" | awk '{print $6}')
+    echo "$contents" | sed 's/^/  /'
+    for want in ./usr/bin/hub ./etc/hub/hub.toml ./usr/lib/sysusers.d/hub.conf \
+        ./lib/systemd/system/hub.service; do
+        echo "$contents" | grep -qx "$want" || fail "$deb lacks $want"
+    done
+    # The packaged binary, under qemu-user: its version, and the packaged
+    # default config passes its own check.
     if command -v "$qemu" >/dev/null; then
-        echo "under $qemu: $("$qemu" -L "$sysroot" "$bin" --version)"
+        root=$(mktemp -d)
+        dpkg-deb -x "$deb" "$root"
+        got=$("$qemu" -L "$sysroot" "$root/usr/bin/hub" --version)
+        echo "under $qemu: $got"
+        [ "$got" = "hub $version" ] || fail "expected 'hub $version' under $qemu, got '$got'"
+        "$qemu" -L "$sysroot" "$root/usr/bin/hub" check-config --config "$root/etc/hub/hub.toml" ||
+            fail "the packaged config fails check-config under $qemu"
+        rm -rf "$root"
     else
         echo "($qemu not available: binary not run)"
     fi
-    deb=$(cargo deb --locked -p hub --target "$t" --no-build --strip 2>&1 | tail -n 1)
-    echo "package: $deb"
-    dpkg-deb --info "$deb" | sed -n 's/^ \(Package\|Version\|Architecture\|Depends\):/  &/p'
-    dpkg-deb --contents "$deb" | awk '{print "  " $1, $6}'
 done
+echo "package: ok (${targets[*]})"

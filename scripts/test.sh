@@ -6,7 +6,10 @@
 # and every Rust test in the workspace: unit tests, simulated-bus tests, and
 # the end-to-end tests against real libosdp devices on PTYs and real MQTT
 # brokers. It also checks the systemd unit (systemd-analyze verify and
-# the security exposure ceiling).
+# the security exposure ceiling), and at the end builds and checks the
+# arm64 and armhf packages (scripts/package.sh: cross builds, package
+# fields and files, the packaged binary under qemu-user).
+# HUB_TEST_PACKAGE=0 leaves the packages out (a quicker local run).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -23,3 +26,7 @@ scripts/test-env.sh
 scripts/check-systemd.sh
 .venv/bin/python tests/peers/selfcheck.py
 cargo test --workspace --locked "$@"
+
+if [ "${HUB_TEST_PACKAGE:-1}" != 0 ]; then
+    scripts/package.sh
+fi

@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# Checks the README's two commands on a fresh Debian 12 (bookworm) machine:
+# a root made by debootstrap with only the base system, the packages a
+# developer's machine has before it meets this project (git, curl,
+# ca-certificates, systemd, and build-essential, the C compiler rustup asks
+# for), and the Rust toolchain installed by rustup-init as the README says.
+#
+# It clones this repository's HEAD into that root, then, inside it:
+#   1. `cargo run --release -p hub -- demo`: waits for the web page, logs in
+#      with the printed password, presents Ann's card through the page and
+#      looks for the granted event; then stops the demo.
+#   2. `scripts/test.sh`: the whole suite, with every install it makes on a
+#      machine that lacks things (venv with libosdp, mosquitto, nats-server,
+#      chromium, cross compilers, qemu-user, cargo-deb).
+#
+#   sudo scripts/fresh-machine.sh [ROOT_DIR]     # default /var/tmp/hub-fresh
+#
+# Needs root (debootstrap, chroot, mounts) and the network (Debian's mirror,
+# crates.io, PyPI, static.rust-lang.org). It is not part of the test suite:
+# it takes as long as a first build plus the suite. The log says what ran.
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+root="${1:-/var/tmp/hub-fresh}"
+mirror="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+toolchain="${RUST_TOOLCHAIN:-stable}"
+
+say() { printf 'fresh-machine: %s\n' "$*"; }
+[ "$(id -u)" -eq 0 ] || { say "run as root (debootstrap and chroot)"; exit 2; }
+
+if [ ! -x "$root/usr/bin/apt-get" ]; then
+    command -v debootstrap >/dev/null ||
+        DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq debootstrap
+    say "debootstrap bookworm into $root"
+    debootstrap --variant=minbase \
+        --include=ca-certificates,git,curl,build-essential,systemd,procps,file \
+        bookworm "$root" "$mirror"
+fi
+
+mounted=()
+bind() {
+    mkdir -p "$root$2"
+    mount "$@" && mounted=("$root$2" "${mounted[@]}")
+}
+cleanup() {
+    for m in "${mounted[@]}"; do umount -l "$m" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+mount_at() { # mount_at TYPE TARGET
+    mkdir -p "$root$2"
+    mount -t "$1" "$1" "$root$2" && mounted=("$root$2" "${mounted[@]}")
+}
+mount_at proc /proc
+mount_at sysfs /sys
+mkdir -p "$root/dev/pts" "$root/dev/shm"
+mount --bind /dev "$root/dev" && mounted=("$root/dev" "${mounted[@]}")
+mount --bind /dev/pts "$root/dev/pts" && mounted=("$root/dev/pts" "${mounted[@]}")
+mount_at tmpfs /dev/shm
+cp /etc/resolv.conf "$root/etc/resolv.conf"
+# A root made earlier (or by hand) gets the same starting packages.
+chroot "$root" apt-get update -qq
+chroot "$root" /usr/bin/env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+    ca-certificates git curl build-essential systemd procps file >/dev/null
+
+rm -rf "$root/root/hub"
+git clone -q "$repo" "$root/root/hub"
+say "cloned $(git -C "$repo" rev-parse --short HEAD) into $root/root/hub"
+
+cat >"$root/root/fresh-run.sh" <<EOF
+#!/bin/bash
+set -euo pipefail
+export HOME=/root
+if [ ! -x "\$HOME/.cargo/bin/cargo" ]; then
+    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs |
+        sh -s -- -y --profile minimal --default-toolchain "$toolchain"
+fi
+. "\$HOME/.cargo/env"
+cd /root/hub
+echo "== 1. cargo run --release -p hub -- demo"
+cargo run --release -p hub -- demo --card-every 0 >/tmp/demo.out 2>/tmp/demo.err &
+demo=\$!
+for _ in \$(seq 1 1800); do
+    grep -q '"password"' /tmp/demo.out 2>/dev/null && break
+    kill -0 \$demo 2>/dev/null || { cat /tmp/demo.err; exit 1; }
+    sleep 1
+done
+head -n 1 /tmp/demo.out
+python3 - <<'PY'
+import http.cookiejar, json, time, urllib.parse, urllib.request
+line = json.loads(open("/tmp/demo.out").readline())
+base = line["web"].rstrip("/")
+jar = http.cookiejar.CookieJar()
+web = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+form = urllib.parse.urlencode({"user": line["user"], "password": line["password"]}).encode()
+web.open(base + "/login", form)
+web.open(urllib.request.Request(base + "/api/v1/actions/present", json.dumps(
+    {"reader": "front-in", "card": "12:34567"}).encode(), {"Content-Type": "application/json"}))
+for _ in range(50):
+    status = json.loads(web.open(base + "/api/v1/status").read())
+    granted = [e for e in status["events"] if e["kind"] == "granted"]
+    if granted:
+        print("demo: the card was granted; the page shows", granted[0])
+        break
+    time.sleep(0.2)
+else:
+    raise SystemExit("demo: no granted event on the page")
+PY
+kill -INT \$demo; wait \$demo || true
+echo "== 2. scripts/test.sh"
+scripts/test.sh
+echo "== both README commands passed"
+EOF
+chmod +x "$root/root/fresh-run.sh"
+say "running the README's commands inside $root"
+chroot "$root" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    TERM=dumb /root/fresh-run.sh
