@@ -70,8 +70,11 @@ cat >"$root/root/fresh-run.sh" <<EOF
 set -euo pipefail
 export HOME=/root
 if [ ! -x "\$HOME/.cargo/bin/cargo" ]; then
-    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs |
-        sh -s -- -y --profile minimal --default-toolchain "$toolchain"
+    # rustup-init itself (what https://sh.rustup.rs fetches and runs).
+    curl --proto '=https' --tlsv1.2 -sSf -o /tmp/rustup-init \
+        "https://static.rust-lang.org/rustup/dist/\$(uname -m)-unknown-linux-gnu/rustup-init"
+    chmod +x /tmp/rustup-init
+    /tmp/rustup-init -y --profile minimal --default-toolchain "$toolchain"
 fi
 . "\$HOME/.cargo/env"
 cd /root/hub
