@@ -56,6 +56,13 @@ mount --bind /dev "$root/dev" && mounted=("$root/dev" "${mounted[@]}")
 mount --bind /dev/pts "$root/dev/pts" && mounted=("$root/dev/pts" "${mounted[@]}")
 mount_at tmpfs /dev/shm
 cp /etc/resolv.conf "$root/etc/resolv.conf"
+# The host's own CA certificates (an egress proxy's, say) are the network's,
+# not the project's: trust them inside as the host does.
+if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
+    mkdir -p "$root/usr/local/share/ca-certificates"
+    cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/"
+    chroot "$root" update-ca-certificates >/dev/null 2>&1 || true
+fi
 # A root made earlier (or by hand) gets the same starting packages.
 chroot "$root" apt-get update -qq
 chroot "$root" /usr/bin/env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
@@ -114,5 +121,11 @@ echo "== both README commands passed"
 EOF
 chmod +x "$root/root/fresh-run.sh"
 say "running the README's commands inside $root"
+# A clean environment, but for the host's CA bundle settings (pip and
+# requests read their own bundle unless told).
+pass=()
+for v in SSL_CERT_FILE SSL_CERT_DIR PIP_CERT REQUESTS_CA_BUNDLE CURL_CA_BUNDLE GIT_SSL_CAINFO; do
+    [ -z "${!v:-}" ] || pass+=("$v=${!v}")
+done
 chroot "$root" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-    TERM=dumb /root/fresh-run.sh
+    TERM=dumb "${pass[@]}" /root/fresh-run.sh
