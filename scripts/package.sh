@@ -43,7 +43,6 @@ for t in "${targets[@]}"; do
 done
 command -v cargo-deb >/dev/null || cargo install cargo-deb --locked
 
-version=$(sed -n 's/^version = "\(.*\)"/\1/p' hub/Cargo.toml | head -n 1)
 fail() { echo "package: $*" >&2; exit 1; }
 
 for t in "${targets[@]}"; do
@@ -68,7 +67,7 @@ for t in "${targets[@]}"; do
     contents=$(dpkg-deb --contents "$deb" | awk '{print $6}')
     echo "$contents" | sed 's/^/  /'
     for want in ./usr/bin/hub ./etc/hub/hub.toml ./usr/lib/sysusers.d/hub.conf \
-        ./lib/systemd/system/hub.service; do
+        ./usr/lib/systemd/system/hub.service; do
         echo "$contents" | grep -qx "$want" || fail "$deb lacks $want"
     done
     # The packaged binary, under qemu-user: its version, and the packaged
@@ -76,6 +75,8 @@ for t in "${targets[@]}"; do
     if command -v "$qemu" >/dev/null; then
         root=$(mktemp -d)
         dpkg-deb -x "$deb" "$root"
+        version=$(dpkg-deb --field "$deb" Version)
+        version=${version%-*}
         got=$("$qemu" -L "$sysroot" "$root/usr/bin/hub" --version)
         echo "under $qemu: $got"
         [ "$got" = "hub $version" ] || fail "expected 'hub $version' under $qemu, got '$got'"
