@@ -6,7 +6,7 @@
 //!   seen for later assertions. The child is killed on drop.
 //! - [`libosdp_pd`] / [`libosdp_cp`] start `tests/peers/libosdp_peer.py`
 //!   (libosdp 3.2.9) in the PD or CP role on a fresh PTY.
-//! - [`hub`] starts the real `hub` binary, built on first use;
+//! - [`hub()`] starts the real `hub` binary, built on first use;
 //!   [`hub_daemon`] starts `hub run --config` and waits for its ready line;
 //!   [`http_request`] / [`http`] talk to its HTTP listeners.
 //! - [`reader`]: what a door's libosdp reader is shown and told (H10301
