@@ -307,11 +307,29 @@ fn build_bin(name: &str, env: &str) -> PathBuf {
     if let Ok(p) = std::env::var(env) {
         return PathBuf::from(p);
     }
-    let status = Command::new(env!("CARGO"))
+    let mut cargo = Command::new(env!("CARGO"));
+    cargo
         .args(["build", "--quiet", "-p", "hub", "--bin", name])
-        .current_dir(repo_root())
-        .status()
-        .expect("run cargo build");
+        .current_dir(repo_root());
+    // `cargo test` gives this process the e2e package's variables; ring's
+    // build script reruns when CARGO_MANIFEST_DIR changes, so passing them
+    // on would rebuild ring and all above it here, and again at the next
+    // `cargo` run from a shell (about a minute each on two cores).
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        if key.starts_with("CARGO_PKG_")
+            || matches!(
+                &*key,
+                "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+            )
+        {
+            cargo.env_remove(&*key);
+        }
+    }
+    let status = cargo.status().expect("run cargo build");
     assert!(status.success(), "building the {name} binary failed");
     let target = std::env::var("CARGO_TARGET_DIR")
         .map(PathBuf::from)
