@@ -9,12 +9,15 @@
 //! (JSON, `X-API-Key`) for technicians and tests while the daemon runs
 //! (sled allows one process per store, so nobody else can read it then).
 //! Cloud sync reads the same outbox ([`EventLog::store`]) and acknowledges
-//! what the cloud has taken.
+//! what the cloud has taken, which deletes it from the outbox; the newest
+//! [`RECENT`] events stay in memory for the web page
+//! ([`EventLog::recent`]).
 //!
 //! No event holds a secret: card numbers are masked (`****4567`) before
 //! they get here, PINs never do.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
@@ -38,6 +41,9 @@ pub const EVENTS_PATH: &str = "/api/v1/events";
 
 /// Most events one `GET /api/v1/events` returns.
 pub const MAX_LIMIT: usize = 1000;
+
+/// How many of the newest events [`EventLog::recent`] keeps.
+pub const RECENT: usize = 50;
 
 /// What kind of event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -192,14 +198,28 @@ pub struct EventLog {
     store: Arc<Store>,
     /// Woken after each append (the cloud sync sends the new events).
     appended: Arc<std::sync::OnceLock<Arc<tokio::sync::Notify>>>,
+    /// The newest events, oldest first: the cloud's acknowledgement deletes
+    /// them from the outbox, but the web page still shows them.
+    recent: Arc<Mutex<VecDeque<(u64, HubEvent)>>>,
 }
 
 impl EventLog {
-    /// The log in `store`'s outbox.
+    /// The log in `store`'s outbox; [`EventLog::recent`] starts with the
+    /// newest events still in it (not yet acknowledged).
     pub fn new(store: Arc<Store>) -> Self {
+        let outbox = store.outbox();
+        let from = outbox.next_seq().saturating_sub(RECENT as u64);
+        // Unreadable here is unreadable for the list too: start empty.
+        let recent = outbox
+            .peek(from, RECENT)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(seq, bytes)| Some((seq, HubEvent::decode(&bytes).ok()?)))
+            .collect();
         EventLog {
             store,
             appended: Arc::default(),
+            recent: Arc::new(Mutex::new(recent)),
         }
     }
 
@@ -218,10 +238,29 @@ impl EventLog {
     /// Durable within the store's group-commit interval.
     pub fn append(&self, event: &HubEvent) -> Result<Appended, EventError> {
         let appended = self.store.outbox().append(&event.encode()?)?;
+        {
+            let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+            // Appends from two tasks may get here out of order.
+            let at = recent
+                .iter()
+                .rposition(|(seq, _)| *seq < appended.seq)
+                .map_or(0, |i| i + 1);
+            recent.insert(at, (appended.seq, event.clone()));
+            while recent.len() > RECENT {
+                recent.pop_front();
+            }
+        }
         if let Some(notify) = self.appended.get() {
             notify.notify_one();
         }
         Ok(appended)
+    }
+
+    /// The newest [`RECENT`] events appended (or found in the outbox at
+    /// start), oldest first, whether or not the cloud has taken them.
+    pub fn recent(&self) -> Vec<(u64, HubEvent)> {
+        let recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+        recent.iter().cloned().collect()
     }
 
     /// Up to `limit` events with a sequence number above `after`, in order.
@@ -364,5 +403,33 @@ mod tests {
         assert_eq!(messages, ["a", "b"]);
         assert_eq!(log.list(a.seq, 10).unwrap()[0].0, b.seq);
         assert!(log.list(b.seq, 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn recent_events_outlive_the_acknowledgement_until_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(crate::store::StoreConfig::new(dir.path())).unwrap();
+        let store = Arc::new(store);
+        let log = EventLog::new(Arc::clone(&store));
+        let mut seqs = Vec::new();
+        for i in 0..RECENT + 5 {
+            let e = HubEvent::new(EventKind::Device, format!("e{i}"));
+            seqs.push(log.append(&e).unwrap().seq);
+        }
+        let acked = seqs[RECENT + 2];
+        store.outbox().ack_through(acked).unwrap();
+        // The newest RECENT, in order, acknowledged or not.
+        let recent = log.recent();
+        let shown: Vec<u64> = recent.iter().map(|(seq, _)| *seq).collect();
+        assert_eq!(shown, seqs[5..]);
+        assert_eq!(recent[0].1.message, "e5");
+        // Another log on the same store (a restart) starts with what the
+        // outbox still holds.
+        let shown: Vec<u64> = EventLog::new(store)
+            .recent()
+            .iter()
+            .map(|(s, _)| *s)
+            .collect();
+        assert_eq!(shown, seqs[RECENT + 3..]);
     }
 }

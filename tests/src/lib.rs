@@ -6,7 +6,15 @@
 //!   seen for later assertions. The child is killed on drop.
 //! - [`libosdp_pd`] / [`libosdp_cp`] start `tests/peers/libosdp_peer.py`
 //!   (libosdp 3.2.9) in the PD or CP role on a fresh PTY.
-//! - [`hub`] starts the real `hub` binary, built on first use.
+//! - [`hub()`] starts the real `hub` binary, built on first use;
+//!   [`hub_daemon`] starts `hub run --config` and waits for its ready line;
+//!   [`http_request`] / [`http`] talk to its HTTP listeners.
+//! - [`reader`]: what a door's libosdp reader is shown and told (H10301
+//!   card bits, the strike and LED commands), and the data set the door
+//!   tests share.
+//! - [`cloud`]: the reference cloud (`hubctl`) against a test broker, and
+//!   the hub's `[mqtt]` config section for it.
+//! - [`web`]: a technician's login session on the hub's web page.
 //! - [`broker`]: real MQTT brokers (Mosquitto, NATS's MQTT listener) on free
 //!   ports, stoppable and restartable, with a test PKI ([`Certs`]) and a
 //!   `rumqttc` test client ([`TestClient`]).
@@ -26,6 +34,9 @@ use std::time::{Duration, Instant};
 pub use serde_json::{json, Value};
 
 pub mod broker;
+pub mod cloud;
+pub mod reader;
+pub mod web;
 pub use broker::{
     hub_acl, mqtt_options, mqtt_tls_options, rustls_client_config, Broker, CertFiles, Certs,
     Mosquitto, MosquittoOpts, NatsMqtt, TempDir, TestClient, TlsListener,
@@ -213,6 +224,17 @@ impl JsonProc {
     pub fn id(&self) -> u32 {
         self.child.id()
     }
+
+    /// Sends SIGTERM (a clean stop), then waits up to `timeout` for the
+    /// exit status; `None` if it is still running by then.
+    pub fn terminate(self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -TERM {} failed", self.id());
+        self.close(timeout)
+    }
 }
 
 impl Drop for JsonProc {
@@ -285,11 +307,29 @@ fn build_bin(name: &str, env: &str) -> PathBuf {
     if let Ok(p) = std::env::var(env) {
         return PathBuf::from(p);
     }
-    let status = Command::new(env!("CARGO"))
+    let mut cargo = Command::new(env!("CARGO"));
+    cargo
         .args(["build", "--quiet", "-p", "hub", "--bin", name])
-        .current_dir(repo_root())
-        .status()
-        .expect("run cargo build");
+        .current_dir(repo_root());
+    // `cargo test` gives this process the e2e package's variables; ring's
+    // build script reruns when CARGO_MANIFEST_DIR changes, so passing them
+    // on would rebuild ring and all above it here, and again at the next
+    // `cargo` run from a shell (about a minute each on two cores).
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        if key.starts_with("CARGO_PKG_")
+            || matches!(
+                &*key,
+                "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+            )
+        {
+            cargo.env_remove(&*key);
+        }
+    }
+    let status = cargo.status().expect("run cargo build");
     assert!(status.success(), "building the {name} binary failed");
     let target = std::env::var("CARGO_TARGET_DIR")
         .map(PathBuf::from)
@@ -309,10 +349,84 @@ pub fn is(v: &Value, key: &str, want: Value) -> bool {
     v.get(key) == Some(&want)
 }
 
-/// One HTTP/1.1 request to `addr` (`127.0.0.1:PORT`) with `X-API-Key: key`
-/// and an optional JSON body, on a fresh connection; returns the status and
-/// the JSON body (`Value::Null` if it is not JSON). `Err` when the
-/// connection fails or is cut (the server died).
+/// An HTTP response, read to the end.
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    /// Status code.
+    pub status: u16,
+    /// Header lines as (lower-case name, value).
+    pub headers: Vec<(String, String)>,
+    /// The body as text.
+    pub body: String,
+}
+
+impl HttpResponse {
+    /// The first header called `name` (lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as JSON (`Value::Null` if it is not JSON).
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or(Value::Null)
+    }
+}
+
+/// One HTTP/1.1 request to `addr` (`127.0.0.1:PORT`) on a fresh connection
+/// (`Connection: close`) with extra header lines and an optional body
+/// `(content type, text)`. `Err` when the connection fails or is cut (the
+/// server died).
+pub fn http_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<(&str, &str)>,
+) -> std::io::Result<HttpResponse> {
+    use std::io::Read;
+    let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string());
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    let (content_type, text) = body.unwrap_or(("text/plain", ""));
+    if body.is_some() {
+        request.push_str(&format!("Content-Type: {content_type}\r\n"));
+    }
+    request.push_str(&format!("Content-Length: {}\r\n\r\n{text}", text.len()));
+    s.write_all(request.as_bytes())?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "no complete response")
+    })?;
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| bad("no status"))?;
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Ok(HttpResponse {
+        status,
+        headers,
+        body: body.to_string(),
+    })
+}
+
+/// One HTTP/1.1 request to the hub's `[api]` at `addr` with `X-API-Key:
+/// key` and an optional JSON body; returns the status and the JSON body
+/// (`Value::Null` if it is not JSON). `Err` when the connection fails or is
+/// cut (the server died).
 pub fn http(
     addr: &str,
     method: &str,
@@ -320,34 +434,29 @@ pub fn http(
     key: &str,
     body: Option<&Value>,
 ) -> std::io::Result<(u16, Value)> {
-    use std::io::Read;
-    let mut s = std::net::TcpStream::connect(addr)?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nX-API-Key: {key}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
+    let body = body.map(|b| b.to_string());
+    let r = http_request(
+        addr,
+        method,
+        path,
+        &[("X-API-Key", key)],
+        Some(("application/json", body.as_deref().unwrap_or_default())),
     )?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text.split_once("\r\n\r\n").ok_or_else(|| {
-        std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "no complete response")
-    })?;
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "no status"))?;
-    Ok((status, serde_json::from_str(body).unwrap_or(Value::Null)))
+    Ok((r.status, r.json()))
 }
 
 /// Starts `hub run --config CONFIG` and waits for its ready line; returns
 /// the process and the API address it listens on (`[api] listen` may use
 /// port 0).
 pub fn hub_daemon(config: &Path) -> (JsonProc, String) {
+    let (p, ready) = hub_daemon_ready(config);
+    let api = ready["api"].as_str().unwrap_or_default().to_string();
+    (p, api)
+}
+
+/// As [`hub_daemon`], returning the whole ready line (`api`, `web`: the
+/// addresses of the listeners configured).
+pub fn hub_daemon_ready(config: &Path) -> (JsonProc, Value) {
     let mut cmd = Command::new(hub_bin());
     cmd.arg("run").arg("--config").arg(config).env(
         "RUST_LOG",
@@ -357,8 +466,7 @@ pub fn hub_daemon(config: &Path) -> (JsonProc, String) {
     let ready = p.wait_for("ready line", Duration::from_secs(30), |v| {
         is(v, "event", json!("ready"))
     });
-    let api = ready["api"].as_str().unwrap_or_default().to_string();
-    (p, api)
+    (p, ready)
 }
 
 /// Every event the hub lists at `GET /api/v1/events`, paging through.
@@ -381,6 +489,33 @@ pub fn hub_events(api: &str, key: &str) -> Vec<Value> {
         }
         after = page["next_after"].as_u64().expect("next_after");
         out.extend(events);
+    }
+}
+
+/// Waits (up to 15 s) until the hub lists an event satisfying `pred` at
+/// `GET /api/v1/events`, and returns it.
+pub fn wait_event(api: &str, key: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let events = hub_events(api, key);
+        if let Some(e) = events.iter().find(|e| pred(e)) {
+            return e.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {what} in the hub's events: {events:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Polls `f` every 100 ms until it holds; panics naming `what` after
+/// `timeout` (for things the hub does asynchronously).
+pub fn eventually(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

@@ -11,22 +11,18 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic, missing_docs)]
 
 use std::path::Path;
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use e2e::broker::{contract_acl, Certs, Mosquitto, MosquittoOpts, TempDir, HOST};
-use e2e::{http, hub_daemon, hub_events, hubctl_bin, repo_root, write_secret};
+use e2e::broker::TempDir;
+use e2e::cloud::{events_of, Cloud};
+use e2e::{http, hub_daemon, hub_events, repo_root, write_secret};
 use serde_json::{json, Value};
 
 const TENANT: &str = "acme";
 const HUB: &str = "hub-1";
 const API_KEY: &str = "cloud-test-key";
 
-fn write_config(dir: &Path, certs: &Certs, port: u16) -> std::path::PathBuf {
-    let hub_cert = certs.client(HUB);
-    // The hub refuses a client key readable by others.
-    let key = dir.join("hub.key");
-    write_secret(&key, &std::fs::read_to_string(&hub_cert.key).unwrap());
+fn write_config(dir: &Path, cloud: &Cloud) -> std::path::PathBuf {
     write_secret(&dir.join("api.key"), API_KEY);
     let config = dir.join("hub.toml");
     std::fs::write(
@@ -43,49 +39,12 @@ path = "store"
 [api]
 listen = "127.0.0.1:0"
 api_key_file = "api.key"
-
-[mqtt]
-url = "mqtts://{HOST}:{port}"
-tenant = "{TENANT}"
-hub_id = "{HUB}"
-ca_file = "{ca}"
-cert_file = "{cert}"
-key_file = "hub.key"
-keepalive_s = 5
-"#,
-            ca = certs.ca.display(),
-            cert = hub_cert.cert.display(),
+{}"#,
+            cloud.mqtt_section(dir)
         ),
     )
     .unwrap();
     config
-}
-
-/// Runs `hubctl` as the cloud; returns its exit code and JSON lines.
-fn hubctl(certs: &Certs, port: u16, args: &[&str]) -> (Option<i32>, Vec<Value>, String) {
-    let cloud = certs.client("cloud");
-    let out = Command::new(hubctl_bin())
-        .args(["--host", HOST, "--port", &port.to_string()])
-        .arg("--ca")
-        .arg(&certs.ca)
-        .arg("--cert")
-        .arg(&cloud.cert)
-        .arg("--key")
-        .arg(&cloud.key)
-        .args(["--tenant", TENANT, "--hub", HUB, "--timeout-s", "20"])
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run hubctl");
-    let lines = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("a JSON line"))
-        .collect();
-    (
-        out.status.code(),
-        lines,
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 fn check(api: &str, user: &str) -> Value {
@@ -97,26 +56,15 @@ fn check(api: &str, user: &str) -> Value {
 }
 
 /// Polls `f` until it holds (the hub applies data asynchronously).
-fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+fn eventually(what: &str, f: impl FnMut() -> bool) {
+    e2e::eventually(what, Duration::from_secs(20), f);
 }
 
 #[test]
 fn hub_process_synced_by_the_reference_cloud_over_mtls() {
     let tmp = TempDir::new("hub-cloud");
-    let certs = Certs::generate_for(&tmp.path().join("certs"), &[HUB, "cloud"]);
-    let broker = Mosquitto::start(
-        MosquittoOpts::plain()
-            .without_plain()
-            .with_tls(&certs)
-            .acl(contract_acl(TENANT)),
-    );
-    let port = broker.tls_port();
-    let config = write_config(tmp.path(), &certs, port);
+    let (_broker, cloud) = Cloud::start(tmp.path(), TENANT, HUB);
+    let config = write_config(tmp.path(), &cloud);
     let (hub, api) = hub_daemon(&config);
 
     // No data yet: denied.
@@ -124,12 +72,8 @@ fn hub_process_synced_by_the_reference_cloud_over_mtls() {
 
     let site = repo_root().join("hub/examples/data/site.json");
     let site = site.to_str().unwrap();
-    let (code, lines, err) = hubctl(
-        &certs,
-        port,
-        &["snapshot", "--file", site, "--revision", "1"],
-    );
-    assert_eq!(code, Some(0), "{lines:?} {err}");
+    let out = cloud.run(&["snapshot", "--file", site, "--revision", "1"]);
+    assert_eq!(out.code, Some(0), "{out:?}");
 
     // The snapshot is in force in the running hub.
     eventually("the snapshot enforced", || {
@@ -140,13 +84,10 @@ fn hub_process_synced_by_the_reference_cloud_over_mtls() {
     let seq = granted["entry_seq"].as_u64().expect("entry_seq");
 
     // The entry reaches the cloud, in order, and is acknowledged.
-    let (code, lines, err) = hubctl(&certs, port, &["tail", "--ack", "--for-s", "4"]);
-    assert_eq!(code, Some(0), "{err}");
-    let events: Vec<&Value> = lines
-        .iter()
-        .filter(|l| l["topic"] == "events")
-        .flat_map(|l| l["events"].as_array().unwrap())
-        .collect();
+    let out = cloud.run(&["tail", "--ack", "--for-s", "4"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let lines = out.lines;
+    let events = events_of(&lines);
     let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "in order: {seqs:?}");
     let entry = events
@@ -168,30 +109,13 @@ fn hub_process_synced_by_the_reference_cloud_over_mtls() {
     });
 
     // A revision deleting Ann is enforced by the running hub.
-    let (code, lines, err) = hubctl(
-        &certs,
-        port,
-        &[
-            "revision",
-            "--base",
-            "1",
-            "--revision",
-            "2",
-            "--delete",
-            "user:201",
-        ],
-    );
-    assert_eq!(code, Some(0), "{lines:?} {err}");
+    let out = cloud.revision(1, 2, &["user:201"]);
+    assert_eq!(out.code, Some(0), "{out:?}");
     eventually("the deletion enforced", || {
         check(&api, "201")["success"] == false
     });
 
     // SIGTERM: a clean stop.
-    let status = Command::new("kill")
-        .args(["-TERM", &hub.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = hub.close(Duration::from_secs(20)).expect("hub exited");
+    let exit = hub.terminate(Duration::from_secs(20)).expect("hub exited");
     assert!(exit.success(), "{exit:?}");
 }

@@ -10,35 +10,14 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic, missing_docs)]
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use e2e::reader::{command_at_pd, h10301, is_cmd, DATA_SET, GREEN, OUT_OFF, OUT_ON, RED};
 use e2e::{hub_daemon, hub_events, is, json, libosdp_pd, write_secret, JsonProc, TempDir, Value};
 
 const SCBK: &str = "00112233445566778899aabbccddeeff";
 const API_KEY: &str = "daemon-test-key";
 const SEC: Duration = Duration::from_secs(1);
-/// OSDP output control code "permanent on, abort timed" (strike released)
-/// and "permanent off, abort timed" (locked again).
-const OUT_ON: u64 = 2;
-const OUT_OFF: u64 = 1;
-/// LED colours as the harness reports them.
-const RED: u64 = 1;
-const GREEN: u64 = 2;
-
-/// Ann has card 12:34567 and PIN 4321 and a membership for the front door.
-const DATA_SET: &str = r#"{
-  "site": {"id": "e2e-site", "name": "E2E", "time_zone": "UTC"},
-  "doors": [{"id": "front", "name": "Front Door", "membership_type_ids": [1]}],
-  "users": [{
-    "id": "201", "first_name": "Ann", "last_name": "Lee",
-    "door_access_id": "12:34567",
-    "memberships": [{"id": 1, "type_id": 1, "type_name": "Monthly",
-                     "expires": "2099-01-01T00:00:00Z", "door_ids": ["front"]}]
-  }],
-  "credentials": [
-    {"id": "c-ann-pin", "user": "201", "access_method": "code", "code": "4321"}
-  ]
-}"#;
 
 struct Setup {
     peer: JsonProc,
@@ -106,43 +85,9 @@ api_key_file = "api.key"
     }
 }
 
-/// H10301 (26-bit Wiegand) bits for facility and number, left-justified in
-/// four bytes, as hex.
-fn h10301(facility: u32, number: u32) -> String {
-    let data = (facility & 0xFF) << 16 | (number & 0xFFFF);
-    let even = (data >> 12).count_ones() % 2; // makes the first half even
-    let odd = 1 - (data & 0xFFF).count_ones() % 2; // makes the second half odd
-    let bits = even << 25 | data << 1 | odd;
-    format!("{:08x}", bits << 6)
-}
-
-/// Waits for a command at the PD that satisfies `pred`, at or after index
-/// `from` of the peer's lines.
-fn command_at_pd(peer: &mut JsonProc, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    let v = peer.wait_for(what, 15 * SEC, |v| {
-        is(v, "pd", json!(1)) && v.get("command").is_some() && pred(&v["command"])
-    });
-    v["command"].clone()
-}
-
-fn is_cmd(c: &Value, cmd: &str) -> bool {
-    c["cmd"] == json!(cmd)
-}
-
 /// Waits until the hub lists an event satisfying `pred`.
 fn wait_event(api: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + 15 * SEC;
-    loop {
-        let events = hub_events(api, API_KEY);
-        if let Some(e) = events.iter().find(|e| pred(e)) {
-            return e.clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no {what} in the hub's events: {events:#?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    e2e::wait_event(api, API_KEY, what, pred)
 }
 
 #[test]
@@ -283,12 +228,9 @@ fn sigterm_stops_the_daemon_cleanly_and_the_log_survives_a_restart() {
         is(e, "kind", json!("decision")) && is(e, "granted", json!(true))
     });
     // SIGTERM: exit 0, with a hub_stopped event last.
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &hub.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = hub.close(10 * SEC).expect("the hub exits after SIGTERM");
+    let exit = hub
+        .terminate(10 * SEC)
+        .expect("the hub exits after SIGTERM");
     assert!(exit.success(), "{exit:?}");
     let (_hub, api) = hub_daemon(&_dir.path().join("hub.toml"));
     let events = hub_events(&api, API_KEY);

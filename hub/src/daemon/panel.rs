@@ -18,7 +18,7 @@ use jiff::Timestamp;
 use osdp::card::{CardFormatTable, H10301};
 use osdp::command::{BuzzerControl, Command, LedColor, LedControl, ToneCode};
 use osdp::reply::{Keypad, RawCard, RawFormat, Reply};
-use tracing::{info, warn};
+use tracing::info;
 
 use super::SiteTask;
 use crate::access::{self, CardNumber, CheckQuery, Request};
@@ -32,9 +32,6 @@ use crate::status::{
 };
 use crate::store::Store;
 use crate::web::{Action, ActionOutcome, ActionRequest};
-
-/// Events shown on the page.
-const RECENT_EVENTS: usize = 50;
 
 /// What the status needs beyond the site, and the counters.
 pub(super) struct Panel {
@@ -207,19 +204,16 @@ impl SiteTask {
             })
             .collect();
         let outbox = panel.store.outbox();
-        let next = outbox.next_seq();
-        let from = next.saturating_sub(RECENT_EVENTS as u64 + 1);
-        let mut events: Vec<EventLine> = match self.hub.log.list(from, RECENT_EVENTS) {
-            Ok(list) => list
-                .into_iter()
-                .filter_map(|(seq, e)| e.map(|e| event_line(seq, &e)))
-                .collect(),
-            Err(e) => {
-                warn!("recent events not read: {e}");
-                Vec::new()
-            }
-        };
-        events.reverse();
+        // From memory: the cloud's acknowledgement deletes events from the
+        // outbox, the page still shows them.
+        let events: Vec<EventLine> = self
+            .hub
+            .log
+            .recent()
+            .iter()
+            .rev()
+            .map(|(seq, e)| event_line(*seq, e))
+            .collect();
         let cache = CacheCounts {
             users: data.users.len() as u64,
             credentials: data.credentials.len() as u64,
