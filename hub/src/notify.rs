@@ -7,8 +7,11 @@
 //!
 //! The watchdog ping comes from the site loop on purpose, not from a timer
 //! task of its own: if the loop that runs the doors gets stuck, the pings
-//! stop and systemd restarts the hub after `WatchdogSec`.
+//! stop and systemd restarts the hub after `WatchdogSec`. Pings start once
+//! [`ready`] has been sent: until then the start timeout is systemd's guard,
+//! and a ping before `READY=1` would announce a hub that does not serve yet.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use sd_notify::NotifyState;
@@ -22,9 +25,13 @@ fn send(state: NotifyState<'_>) {
     }
 }
 
+/// Whether `READY=1` went out (the watchdog waits for it).
+static READY_SENT: AtomicBool = AtomicBool::new(false);
+
 /// `READY=1`: the hub serves.
 pub fn ready() {
     send(NotifyState::Ready);
+    READY_SENT.store(true, Ordering::Release);
 }
 
 /// `STOPPING=1`: the hub is shutting down.
@@ -72,12 +79,13 @@ impl Watchdog {
         self.every.map(|_| self.next)
     }
 
-    /// Pings systemd when a ping is due; call it on every turn of the loop.
+    /// Pings systemd when a ping is due and [`ready`] was sent; call it on
+    /// every turn of the loop.
     pub fn tick(&mut self, now: Instant) {
         let Some(every) = self.every else {
             return;
         };
-        if now >= self.next {
+        if now >= self.next && READY_SENT.load(Ordering::Acquire) {
             send(NotifyState::Watchdog);
             self.next = now + every;
         }
