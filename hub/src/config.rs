@@ -226,7 +226,7 @@ pub struct Config {
     pub storage: StoreConfig,
     /// `[api]`: the HTTP check and events endpoints (absent: not served).
     pub api: Option<ApiSettings>,
-    /// `[mqtt]`: checked, not used yet (cloud sync comes later).
+    /// `[mqtt]`: the cloud sync's broker and identity (none: no sync).
     pub mqtt: Option<MqttSettings>,
     /// `[web]`: the technician's web page (absent: not served).
     pub web: Option<WebSettings>,
