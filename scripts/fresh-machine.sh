@@ -94,6 +94,7 @@ cd /root/hub
 echo "== 1. cargo run --release -p hub -- demo"
 cargo run --release -p hub -- demo --card-every 0 >/tmp/demo.out 2>/tmp/demo.err &
 demo=\$!
+trap 'kill \$demo 2>/dev/null || true' EXIT
 for _ in \$(seq 1 1800); do
     grep -q '"password"' /tmp/demo.out 2>/dev/null && break
     kill -0 \$demo 2>/dev/null || { cat /tmp/demo.err; exit 1; }
