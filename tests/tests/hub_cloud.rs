@@ -23,6 +23,11 @@ const HUB: &str = "hub-1";
 const API_KEY: &str = "cloud-test-key";
 
 fn write_config(dir: &Path, certs: &Certs, port: u16) -> std::path::PathBuf {
+    write_config_with(dir, certs, port, "")
+}
+
+/// The config with `extra` TOML (buses, readers, doors) appended.
+fn write_config_with(dir: &Path, certs: &Certs, port: u16, extra: &str) -> std::path::PathBuf {
     let hub_cert = certs.client(HUB);
     // The hub refuses a client key readable by others.
     let key = dir.join("hub.key");
@@ -52,6 +57,7 @@ ca_file = "{ca}"
 cert_file = "{cert}"
 key_file = "hub.key"
 keepalive_s = 5
+{extra}
 "#,
             ca = certs.ca.display(),
             cert = hub_cert.cert.display(),
@@ -194,4 +200,201 @@ fn hub_process_synced_by_the_reference_cloud_over_mtls() {
     assert!(status.success());
     let exit = hub.close(Duration::from_secs(20)).expect("hub exited");
     assert!(exit.success(), "{exit:?}");
+}
+
+/// One door on a simulated bus (a virtual reader, no serial port).
+const SIM_DOOR: &str = r#"
+[[bus]]
+name = "sim"
+port = "sim:"
+
+[[reader]]
+name = "front-in"
+bus = "sim"
+address = 1
+security = "clear"
+
+[[door]]
+id = "front"
+entry_reader = "front-in"
+strike = { reader = "front-in", output = 0 }
+pulse_s = 3
+"#;
+
+/// The result line of a `hubctl command` run.
+fn result_of(lines: &[Value]) -> &Value {
+    lines
+        .iter()
+        .find(|l| l["topic"] == "result")
+        .unwrap_or_else(|| panic!("no result: {lines:?}"))
+}
+
+fn stop(hub: e2e::JsonProc) {
+    let status = Command::new("kill")
+        .args(["-TERM", &hub.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = hub.close(Duration::from_secs(20)).expect("hub exited");
+    assert!(exit.success(), "{exit:?}");
+}
+
+#[test]
+fn cloud_commands_reach_the_doors_once_and_lockdown_survives_a_restart() {
+    let tmp = TempDir::new("hub-cloud-cmd");
+    let certs = Certs::generate_for(&tmp.path().join("certs"), &[HUB, "cloud"]);
+    let broker = Mosquitto::start(
+        MosquittoOpts::plain()
+            .without_plain()
+            .with_tls(&certs)
+            .acl(contract_acl(TENANT)),
+    );
+    let port = broker.tls_port();
+    let config = write_config_with(tmp.path(), &certs, port, SIM_DOOR);
+    let (hub, api) = hub_daemon(&config);
+    let site = repo_root().join("hub/examples/data/site.json");
+    let (code, lines, err) = hubctl(
+        &certs,
+        port,
+        &[
+            "snapshot",
+            "--file",
+            site.to_str().unwrap(),
+            "--revision",
+            "1",
+        ],
+    );
+    assert_eq!(code, Some(0), "{lines:?} {err}");
+    eventually("the snapshot enforced", || {
+        check(&api, "201")["success"] == true
+    });
+
+    // Momentary unlock: OK, carried out by the site.
+    let unlock = [
+        "command",
+        "--correlation-id",
+        "unlock-1",
+        "unlock",
+        "--door",
+        "front",
+    ];
+    let (code, lines, err) = hubctl(&certs, port, &unlock);
+    assert_eq!(code, Some(0), "{lines:?} {err}");
+    let r = result_of(&lines);
+    assert_eq!(r["code"], "RESULT_CODE_OK", "{r}");
+    assert_eq!(r["correlation_id"], "unlock-1");
+    // QoS 1 may deliver it again: the same answer, not a second unlock.
+    let (code, again, err) = hubctl(&certs, port, &unlock);
+    assert_eq!(code, Some(0), "{again:?} {err}");
+    assert_eq!(result_of(&again)["message"], r["message"]);
+
+    // An unknown door: refused, nothing done.
+    let (code, lines, _) = hubctl(
+        &certs,
+        port,
+        &[
+            "command",
+            "--correlation-id",
+            "unlock-2",
+            "unlock",
+            "--door",
+            "garage",
+        ],
+    );
+    assert_eq!(code, Some(1));
+    assert_eq!(result_of(&lines)["code"], "RESULT_CODE_UNKNOWN_TARGET");
+
+    // The unlock reached the cloud as an action event naming the cloud and
+    // the correlation id, once.
+    let (code, lines, err) = hubctl(&certs, port, &["tail", "--ack", "--for-s", "4"]);
+    assert_eq!(code, Some(0), "{err}");
+    let actions: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["topic"] == "events")
+        .flat_map(|l| l["events"].as_array().unwrap())
+        .filter(|e| e["kind"] == "EVENT_KIND_ACTION")
+        .collect();
+    let unlocks: Vec<&&Value> = actions
+        .iter()
+        .filter(|e| e["message"].as_str().unwrap().contains("unlock-1"))
+        .collect();
+    assert_eq!(unlocks.len(), 1, "one unlock event: {actions:?}");
+    let e = unlocks[0];
+    assert_eq!(e["door"], "front", "{e}");
+    assert_eq!(e["reason_key"], "unlock", "{e}");
+    assert!(e["message"].as_str().unwrap().contains("cloud"), "{e}");
+
+    // Site lockdown: Ann is refused at once, with the lockdown reason.
+    let (code, lines, err) = hubctl(
+        &certs,
+        port,
+        &["command", "--correlation-id", "lock-1", "lockdown"],
+    );
+    assert_eq!(code, Some(0), "{lines:?} {err}");
+    let denied = check(&api, "201");
+    assert_eq!(denied["success"], false, "{denied}");
+    assert_eq!(denied["reason"], "site_lockdown", "{denied}");
+    // In lockdown a momentary unlock fails: tried, not done.
+    let (code, lines, _) = hubctl(
+        &certs,
+        port,
+        &[
+            "command",
+            "--correlation-id",
+            "unlock-3",
+            "unlock",
+            "--door",
+            "front",
+        ],
+    );
+    assert_eq!(code, Some(1));
+    assert_eq!(result_of(&lines)["code"], "RESULT_CODE_FAILED");
+
+    // Health shows the door in lockdown and the reader.
+    let (code, lines, err) = hubctl(
+        &certs,
+        port,
+        &["command", "--correlation-id", "status-1", "status"],
+    );
+    assert_eq!(code, Some(0), "{lines:?} {err}");
+    // The last one: the first may be the retained one from the connection.
+    let health = lines
+        .iter()
+        .rev()
+        .find(|l| l["topic"] == "health")
+        .unwrap_or_else(|| panic!("no health: {lines:?}"));
+    let doors = health["doors"].as_array().unwrap();
+    assert_eq!(doors.len(), 1, "{health}");
+    assert_eq!(doors[0]["id"], "front");
+    assert_eq!(doors[0]["lockdown"], true, "{health}");
+    assert_eq!(health["readers"][0]["id"], "front-in", "{health}");
+
+    // The lockdown survives a restart.
+    stop(hub);
+    let (hub, api) = hub_daemon(&config);
+    let denied = check(&api, "201");
+    assert_eq!(denied["reason"], "site_lockdown", "{denied}");
+    // Lifted: Ann gets in again; then a door lockdown names the door.
+    let (code, lines, err) = hubctl(
+        &certs,
+        port,
+        &["command", "--correlation-id", "lock-2", "lockdown", "--off"],
+    );
+    assert_eq!(code, Some(0), "{lines:?} {err}");
+    assert_eq!(check(&api, "201")["success"], true);
+    let (code, lines, err) = hubctl(
+        &certs,
+        port,
+        &[
+            "command",
+            "--correlation-id",
+            "lock-3",
+            "lockdown",
+            "--door",
+            "front",
+        ],
+    );
+    assert_eq!(code, Some(0), "{lines:?} {err}");
+    assert_eq!(check(&api, "201")["reason"], "door_lockdown");
+    stop(hub);
 }
