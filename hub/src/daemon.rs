@@ -423,10 +423,13 @@ pub async fn run_with(config: Config, options: RunOptions) -> Result<(), DaemonE
     let (bus_tx, bus_rx) = mpsc::unbounded_channel();
     let mut handles: Vec<BusHandle> = Vec::new();
     for (i, b) in config.buses.iter().enumerate() {
-        let mut handle = bus::spawn(b.config.clone()).map_err(|source| DaemonError::Bus {
-            name: b.name.clone(),
-            source,
-        })?;
+        // A port missing at start (an adapter not plugged in yet) does not
+        // stop the hub: the bus keeps trying, its readers show offline.
+        let mut handle =
+            bus::spawn_retrying(b.config.clone()).map_err(|source| DaemonError::Bus {
+                name: b.name.clone(),
+                source,
+            })?;
         let bus_no = u16::try_from(i).unwrap_or(u16::MAX);
         let mut events = std::mem::replace(&mut handle.events, mpsc::channel(1).1);
         let tx = bus_tx.clone();
@@ -830,8 +833,20 @@ impl SiteTask {
     }
 
     fn port_event(&self, bus: u16, event: &BusEvent) {
+        let readers: Vec<&str> = self
+            .readers
+            .iter()
+            .filter(|(r, _)| r.bus == bus)
+            .map(|(_, n)| n.as_str())
+            .collect();
         let (what, message) = match event {
-            BusEvent::PortLost { port, error } => ("port_lost", format!("{port}: {error}")),
+            BusEvent::PortLost { port, error } if readers.is_empty() => {
+                ("port_lost", format!("{port}: {error}"))
+            }
+            BusEvent::PortLost { port, error } => (
+                "port_lost",
+                format!("{port}: {error}; offline: {}", readers.join(", ")),
+            ),
             BusEvent::PortReopened { port } => ("port_reopened", format!("{port} reopened")),
             BusEvent::Osdp(_) => return,
         };
