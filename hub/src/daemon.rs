@@ -481,7 +481,10 @@ pub async fn run_with(config: Config, options: RunOptions) -> Result<(), DaemonE
                     },
                     Arc::clone(&hub.view),
                 ),
-                health: commands::health_hook(status_watch.clone(), Arc::new(Vec::new)),
+                health: commands::health_hook(status_watch.clone(), {
+                    let store = Arc::clone(&store);
+                    Arc::new(move || commands::outbox_alarms(store.outbox().status().level))
+                }),
                 ..cloud::Hooks::default()
             };
             let handle = cloud::run_sync(&cloud_config, Arc::clone(&store), hooks)?;
@@ -731,9 +734,12 @@ impl SiteTask {
             .map_or_else(|| format!("bus {bus} address {pd}"), |(_, n)| n.clone())
     }
 
-    fn record(&self, event: &HubEvent) {
+    fn record(&mut self, event: &HubEvent) {
         if let Err(e) = self.hub.log.append(event) {
-            // The door already acted; losing the log line is the lesser harm.
+            // The door already acted; losing the log line is the lesser
+            // harm. Not silent: counted (metrics, page) and warned, and a
+            // full outbox is an `outbox_full` alarm in health.
+            self.panel.counters.events_dropped += 1;
             warn!("event not recorded: {e}");
         }
     }
@@ -832,7 +838,7 @@ impl SiteTask {
         }
     }
 
-    fn port_event(&self, bus: u16, event: &BusEvent) {
+    fn port_event(&mut self, bus: u16, event: &BusEvent) {
         let readers: Vec<&str> = self
             .readers
             .iter()

@@ -17,6 +17,8 @@
 //!   ([`Overrides::overlay`]); lifting it lifts only the command's.
 //! - [`health_hook`] fills readers, doors and active alarms of a health
 //!   report from the newest status snapshot (what the web page shows).
+//! - [`OutboxAlarm`] turns the outbox's level into alarm events: raised
+//!   once when it crosses its alarm level, cleared once when it drains.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -32,6 +34,7 @@ use tracing::warn;
 use crate::access::View;
 use crate::cloud::{OnCommand, OnHealth};
 use crate::status::StatusWatch;
+use crate::store::OutboxLevel;
 use crate::web::{Action, ActionRequest, DoorModeCommand, ReaderOutput};
 
 /// Longest a command may take in the site task before it is answered
@@ -378,6 +381,67 @@ pub fn fill_health(health: &mut pb::Health, status: &crate::status::HubStatus, e
     }
     alarms.extend(extra);
     health.alarms = alarms;
+}
+
+/// The outbox alarm raised from 80 % of `storage.outbox_alarm_bytes`
+/// (events pile up: the cloud is not taking them).
+pub const OUTBOX_HIGH: &str = "outbox_high";
+/// The outbox alarm raised at `storage.outbox_max_bytes`: new events are
+/// refused (and counted as dropped) until the cloud takes some.
+pub const OUTBOX_FULL: &str = "outbox_full";
+
+/// The active outbox alarms at `level`, for health.
+pub fn outbox_alarms(level: OutboxLevel) -> Vec<String> {
+    let (high, full) = outbox_flags(level);
+    [(high, OUTBOX_HIGH), (full, OUTBOX_FULL)]
+        .into_iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, name)| name.to_owned())
+        .collect()
+}
+
+fn outbox_flags(level: OutboxLevel) -> (bool, bool) {
+    match level {
+        OutboxLevel::Normal => (false, false),
+        OutboxLevel::High | OutboxLevel::OverLimit => (true, false),
+        OutboxLevel::Full => (true, true),
+    }
+}
+
+/// Alarm edges of the outbox: [`OUTBOX_HIGH`] and [`OUTBOX_FULL`], each
+/// raised once per crossing and cleared once when the level falls back.
+#[derive(Debug, Default)]
+pub struct OutboxAlarm {
+    high: bool,
+    full: bool,
+}
+
+impl OutboxAlarm {
+    /// The edges for the outbox now at `level`: `(alarm, raised)`.
+    pub fn update(&mut self, level: OutboxLevel) -> Vec<(&'static str, bool)> {
+        let (high, full) = outbox_flags(level);
+        let mut edges = Vec::new();
+        if high != self.high {
+            edges.push((OUTBOX_HIGH, high));
+        }
+        if full != self.full {
+            edges.push((OUTBOX_FULL, full));
+        }
+        self.high = high;
+        self.full = full;
+        edges
+    }
+
+    /// The alarm the status page shows: the worse one.
+    pub fn active(&self) -> Option<&'static str> {
+        if self.full {
+            Some(OUTBOX_FULL)
+        } else if self.high {
+            Some(OUTBOX_HIGH)
+        } else {
+            None
+        }
+    }
 }
 
 #[cfg(test)]

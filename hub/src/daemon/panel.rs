@@ -59,6 +59,8 @@ pub(super) struct Panel {
     formats: CardFormatTable,
     /// The cloud link's state, when `[mqtt]` is configured.
     pub(super) link: Option<Arc<hub_sync::LinkState>>,
+    /// The outbox's alarm edges.
+    outbox_alarm: super::commands::OutboxAlarm,
 }
 
 impl Panel {
@@ -86,6 +88,7 @@ impl Panel {
             counters: Counters::default(),
             formats: CardFormatTable::builtin(),
             link: None,
+            outbox_alarm: super::commands::OutboxAlarm::default(),
         }
     }
 
@@ -158,6 +161,7 @@ impl SiteTask {
         if buses {
             self.refresh_buses().await;
         }
+        self.check_outbox();
         let panel = &self.panel;
         let view = self.hub.view.load_full();
         let data = view.data();
@@ -250,12 +254,47 @@ impl SiteTask {
                     .as_ref()
                     .and_then(|l| l.last_contact())
                     .and_then(|t| Timestamp::try_from(t).ok()),
+                outbox_alarm: panel.outbox_alarm.active().map(str::to_owned),
             },
             cache,
             events,
             counters: panel.counters,
         };
         self.status.publish(status);
+    }
+
+    /// Raises or clears the outbox alarms as its level crosses them, each
+    /// once per crossing, as alarm events.
+    fn check_outbox(&mut self) {
+        let status = self.panel.store.outbox().status();
+        for (alarm, raised) in self.panel.outbox_alarm.update(status.level) {
+            let message = match (alarm, raised) {
+                (super::commands::OUTBOX_FULL, true) => format!(
+                    "{alarm} raised: {} events ({} bytes) wait for the cloud; new events are refused",
+                    status.depth, status.bytes
+                ),
+                (_, true) => format!(
+                    "{alarm} raised: {} events ({} bytes) wait for the cloud",
+                    status.depth, status.bytes
+                ),
+                (_, false) => format!("{alarm} cleared: {} events wait", status.depth),
+            };
+            warn!(
+                alarm,
+                raised,
+                depth = status.depth,
+                bytes = status.bytes,
+                "outbox alarm"
+            );
+            let kind = if raised {
+                EventKind::AlarmRaised
+            } else {
+                EventKind::AlarmCleared
+            };
+            let mut event = HubEvent::new(kind, message);
+            event.reason = Some(alarm.to_owned());
+            self.record(&event);
+        }
     }
 
     async fn refresh_buses(&mut self) {

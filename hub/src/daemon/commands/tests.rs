@@ -308,3 +308,29 @@ fn health_shows_readers_doors_and_alarms_from_the_status() {
         ]
     );
 }
+
+#[test]
+fn outbox_alarms_are_raised_once_per_crossing_and_cleared_when_drained() {
+    use OutboxLevel as L;
+    let mut a = OutboxAlarm::default();
+    assert!(a.update(L::Normal).is_empty());
+    assert_eq!(a.update(L::High), vec![(OUTBOX_HIGH, true)]);
+    assert!(a.update(L::High).is_empty(), "once per crossing");
+    assert!(a.update(L::OverLimit).is_empty());
+    assert_eq!(a.update(L::Full), vec![(OUTBOX_FULL, true)]);
+    assert_eq!(a.active(), Some(OUTBOX_FULL));
+    assert_eq!(outbox_alarms(L::Full), vec![OUTBOX_HIGH, OUTBOX_FULL]);
+    assert_eq!(a.update(L::High), vec![(OUTBOX_FULL, false)]);
+    assert_eq!(a.update(L::Normal), vec![(OUTBOX_HIGH, false)]);
+    assert_eq!(a.active(), None);
+    assert!(outbox_alarms(L::Normal).is_empty());
+    // Straight from normal to full and back: both edges, both ways.
+    assert_eq!(
+        a.update(L::Full),
+        vec![(OUTBOX_HIGH, true), (OUTBOX_FULL, true)]
+    );
+    assert_eq!(
+        a.update(L::Normal),
+        vec![(OUTBOX_HIGH, false), (OUTBOX_FULL, false)]
+    );
+}
