@@ -398,3 +398,165 @@ fn cloud_commands_reach_the_doors_once_and_lockdown_survives_a_restart() {
     assert_eq!(check(&api, "201")["reason"], "door_lockdown");
     stop(hub);
 }
+
+/// The technician's page on its own listener (the hash of "pw").
+const WEB: &str = r#"
+[web]
+listen = "127.0.0.1:0"
+user = "admin"
+password_hash = "$argon2id$v=19$m=19456,t=2,p=1$rN1/KvHYctnDCl0Em5fDGg$VhOMKcpGHmFYxzAqxVtgUiZGSTe9nre8dUp61U/1OG0"
+"#;
+
+/// `hub run` that reports both listeners: (process, api, web).
+fn hub_with_web(config: &Path) -> (e2e::JsonProc, String, String) {
+    let mut cmd = Command::new(e2e::hub_bin());
+    cmd.arg("run")
+        .arg("--config")
+        .arg(config)
+        .env("RUST_LOG", "warn");
+    let mut p = e2e::JsonProc::spawn("hub-run", cmd);
+    let ready = p.wait_for("ready line", Duration::from_secs(30), |v| {
+        e2e::is(v, "event", json!("ready"))
+    });
+    let addr = |k: &str| ready[k].as_str().unwrap().to_owned();
+    let (api, web) = (addr("api"), addr("web"));
+    (p, api, web)
+}
+
+/// One sample of the hub's `/metrics`.
+fn metric(web: &str, series: &str) -> Option<f64> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(web).unwrap();
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: {web}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[test]
+fn sync_state_and_the_outbox_alarm_are_shown_and_sent() {
+    let tmp = TempDir::new("hub-cloud-outbox");
+    let certs = Certs::generate_for(&tmp.path().join("certs"), &[HUB, "cloud"]);
+    let broker = Mosquitto::start(
+        MosquittoOpts::plain()
+            .without_plain()
+            .with_tls(&certs)
+            .acl(contract_acl(TENANT)),
+    );
+    let port = broker.tls_port();
+    let config = write_config_with(tmp.path(), &certs, port, WEB);
+    // The smallest outbox bound: the alarm level is 80 % of 64 KiB.
+    let text = std::fs::read_to_string(&config).unwrap().replacen(
+        "path = \"store\"",
+        "path = \"store\"\noutbox_alarm_bytes = 65536",
+        1,
+    );
+    std::fs::write(&config, text).unwrap();
+    let (hub, api, web) = hub_with_web(&config);
+
+    // The page's sync state is the driver's: connected, with a last contact.
+    eventually("connected on /metrics", || {
+        metric(&web, "hub_sync_connected") == Some(1.0)
+    });
+    let contact = metric(&web, "hub_sync_last_contact_seconds").unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!((now - contact).abs() < 60.0, "{contact} vs {now}");
+    assert_eq!(metric(&web, "hub_outbox_alarm"), Some(0.0));
+
+    let site = repo_root().join("hub/examples/data/site.json");
+    let (code, lines, err) = hubctl(
+        &certs,
+        port,
+        &[
+            "snapshot",
+            "--file",
+            site.to_str().unwrap(),
+            "--revision",
+            "1",
+        ],
+    );
+    assert_eq!(code, Some(0), "{lines:?} {err}");
+    eventually("the snapshot enforced", || {
+        check(&api, "201")["success"] == true
+    });
+
+    // Nobody acknowledges: entries pile up past the alarm level. Paced so
+    // the page (refreshed each second) sees the alarm long before the hard
+    // limit (twice the bound) refuses entries.
+    let mut entries = 0;
+    while metric(&web, "hub_outbox_alarm") != Some(1.0) {
+        for _ in 0..10 {
+            check(&api, "201");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        entries += 10;
+        assert!(entries < 5000, "no outbox alarm after {entries} entries");
+    }
+    let raised: Vec<Value> = hub_events(&api, API_KEY)
+        .into_iter()
+        .filter(|e| e["reason"] == "outbox_high")
+        .collect();
+    assert_eq!(raised.len(), 1, "raised once: {raised:?}");
+    assert_eq!(raised[0]["kind"], "alarm_raised");
+    // Still stored past the alarm: the entries keep their numbers.
+    let more = check(&api, "201");
+    assert!(more["entry_seq"].as_u64().is_some(), "{more}");
+    // Health names it.
+    let (code, lines, err) = hubctl(
+        &certs,
+        port,
+        &["command", "--correlation-id", "st-1", "status"],
+    );
+    assert_eq!(code, Some(0), "{lines:?} {err}");
+    let health = lines
+        .iter()
+        .rev()
+        .find(|l| l["topic"] == "health")
+        .unwrap_or_else(|| panic!("no health: {lines:?}"));
+    assert!(
+        health["alarms"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("outbox_high")),
+        "{health}"
+    );
+
+    // The cloud takes everything: the alarm clears, once, and the cloud
+    // gets both edges (once each, by seq).
+    let mut alarms = std::collections::BTreeMap::new();
+    let mut tail = |secs: &str| {
+        let (code, lines, err) = hubctl(&certs, port, &["tail", "--ack", "--for-s", secs]);
+        assert_eq!(code, Some(0), "{err}");
+        for e in lines
+            .iter()
+            .filter(|l| l["topic"] == "events")
+            .flat_map(|l| l["events"].as_array().unwrap())
+            .filter(|e| e["kind"] == "EVENT_KIND_ALARM")
+        {
+            alarms.insert(
+                e["seq"].as_u64().unwrap(),
+                e["reason_key"].as_str().unwrap().to_owned(),
+            );
+        }
+    };
+    tail("8");
+    eventually("the alarm cleared", || {
+        metric(&web, "hub_outbox_alarm") == Some(0.0)
+    });
+    tail("3");
+    let keys: Vec<&str> = alarms.values().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        vec!["outbox_high:raised", "outbox_high:cleared"],
+        "{alarms:?}"
+    );
+    stop(hub);
+}
