@@ -1,4 +1,4 @@
-//! Cloud commands and health for `hub run`: the sync's [`cloud::Hooks`]
+//! Cloud commands and health for `hub run`: the sync's [`crate::cloud::Hooks`]
 //! `command` and `health`.
 //!
 //! - [`command_hook`] parses a `hub.v1.Command` into a site [`Action`]
