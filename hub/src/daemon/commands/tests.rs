@@ -201,6 +201,44 @@ fn command_lockdowns_overlay_the_data_set() {
 }
 
 #[test]
+fn a_door_lockdown_over_a_view_from_the_store_leaves_the_other_doors_alone() {
+    // A view loaded from the store keeps no user or credential records:
+    // the overlay must not rebuild from them.
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) =
+        crate::store::Store::open(crate::store::StoreConfig::new(dir.path().join("s"))).unwrap();
+    crate::site_data::save_snapshot(&store, &fixture::data(), 1).unwrap();
+    let (base, _) = crate::site_data::load_view(&store).unwrap();
+    assert!(base.data().users.is_empty(), "a compact view");
+    fn ann(door: &str) -> access::Request<'_> {
+        access::Request::card(
+            door,
+            access::Direction::In,
+            access::CardNumber::new(Some(12), 34567),
+        )
+    }
+    let now = fixture::now();
+    let base = Arc::new(base);
+    assert!(access::decide(&ann("front"), &base, now).granted);
+    let back = Overrides {
+        door_lockdown: ["back".to_owned()].into(),
+        ..Overrides::default()
+    };
+    let v = back.overlay(&base);
+    assert!(
+        access::decide(&ann("front"), &v, now).granted,
+        "other doors as before"
+    );
+    let front = Overrides {
+        door_lockdown: ["front".to_owned()].into(),
+        ..Overrides::default()
+    };
+    let d = access::decide(&ann("front"), &front.overlay(&base), now);
+    assert!(!d.granted);
+    assert_eq!(d.reason, access::Reason::DoorLockdown);
+}
+
+#[test]
 fn overrides_survive_a_restart_and_a_damaged_file_is_kept_aside() {
     let dir = tempfile::tempdir().unwrap();
     assert_eq!(Overrides::load(dir.path()), Overrides::default());
