@@ -38,6 +38,14 @@
 //! [`Hub::log`] gives the outbox to read, send and acknowledge. Start such a
 //! task next to the others in [`run`] (see the comment there) and stop it
 //! with the same shutdown signal.
+//!
+//! With `[mqtt]`, [`run`] starts the sync ([`cloud::run_sync`]) with
+//! [`commands`]' hooks: door and reader commands from the cloud go through
+//! the site task's action queue (like the web page's), health comes from the
+//! status snapshot, and the page's sync state from the driver's
+//! [`hub_sync::LinkState`]. Lockdowns and door modes set by commands are
+//! kept in the store's directory and applied again at start. A bus whose
+//! port cannot be opened does not stop the daemon ([`bus::spawn_retrying`]).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -72,9 +72,11 @@ pub struct Overrides {
 
 impl Overrides {
     /// `base` with the command lockdowns added. The same view when there
-    /// are none; otherwise a copy of it (the compact indexes, about 30 MiB
-    /// for a million credentials; a view loaded from the store keeps no
-    /// user or credential records to rebuild from) with the flags set.
+    /// are none; otherwise a copy of it with the flags set. A copy, not a
+    /// rebuild from [`View::data`]: a view loaded from the store keeps no
+    /// user or credential records to rebuild from. The copy costs the
+    /// view's memory once more while a command lockdown is in force (not
+    /// measured; see docs/benchmarks.md for the view's size).
     pub fn overlay(&self, base: &Arc<View>) -> Arc<View> {
         if !self.site_lockdown && self.door_lockdown.is_empty() {
             return Arc::clone(base);
