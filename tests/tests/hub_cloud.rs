@@ -324,6 +324,63 @@ fn cloud_commands_reach_the_doors_once_and_lockdown_survives_a_restart() {
     assert_eq!(e["reason_key"], "unlock", "{e}");
     assert!(e["message"].as_str().unwrap().contains("cloud"), "{e}");
 
+    // Reader output on the (virtual) reader once it is online; an unknown
+    // reader is refused.
+    let led = |id: &str, reader: &str| {
+        hubctl(
+            &certs,
+            port,
+            &[
+                "command",
+                "--correlation-id",
+                id,
+                "reader",
+                "--reader",
+                reader,
+                "--led",
+                "red",
+                "--beeps",
+                "1",
+            ],
+        )
+    };
+    let mut n = 0;
+    eventually("reader output OK", || {
+        n += 1;
+        led(&format!("led-{n}"), "front-in").0 == Some(0)
+    });
+    let (code, lines, _) = led("led-x", "back-in");
+    assert_eq!(code, Some(1));
+    assert_eq!(result_of(&lines)["code"], "RESULT_CODE_UNKNOWN_TARGET");
+    // Door mode unlocked: health shows the strike released; normal again.
+    let mode = |id: &str, mode: &str| {
+        hubctl(
+            &certs,
+            port,
+            &[
+                "command",
+                "--correlation-id",
+                id,
+                "door-mode",
+                "--door",
+                "front",
+                "--mode",
+                mode,
+            ],
+        )
+    };
+    let (code, lines, err) = mode("mode-1", "unlocked");
+    assert_eq!(code, Some(0), "{lines:?} {err}");
+    let (_, lines, _) = hubctl(
+        &certs,
+        port,
+        &["command", "--correlation-id", "status-0", "status"],
+    );
+    let health = lines.iter().rev().find(|l| l["topic"] == "health").unwrap();
+    assert_eq!(health["doors"][0]["unlocked"], true, "{health}");
+    let (code, lines, err) = mode("mode-2", "normal");
+    assert_eq!(code, Some(0), "{lines:?} {err}");
+
     // Site lockdown: Ann is refused at once, with the lockdown reason.
     let (code, lines, err) = hubctl(
         &certs,
