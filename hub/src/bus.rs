@@ -37,7 +37,10 @@
 //! write that does not complete) the driver reports [`BusEvent::PortLost`],
 //! keeps running the core's timers with nothing on the wire (so devices go
 //! offline through the core's own offline timeout), and reopens the port every
-//! [`BusConfig::reopen_delay`] until it is back ([`BusEvent::PortReopened`]).
+//! [`BusConfig::reopen_delay`], doubling after each failed attempt up to
+//! [`MAX_REOPEN_DELAY`], until it is back ([`BusEvent::PortReopened`]).
+//! [`spawn_retrying`] does the same for a port that cannot be opened at
+//! start (the daemon uses it: one missing adapter must not stop the hub).
 //!
 //! Kernel RS-485 mode (`TIOCSRS485`, the UART driver toggling RTS around each
 //! transmission) is set only when [`BusConfig::rs485`] asks for it. USB
@@ -350,13 +353,44 @@ impl BusConfig {
 /// Opens the port, builds the control panel and starts the bus task. Must be
 /// called from within a tokio runtime. A [`SIM_PORT`] bus runs on
 /// [`sim`]'s virtual readers instead of a port.
-pub fn spawn(mut config: BusConfig) -> Result<BusHandle, BusError> {
+pub fn spawn(config: BusConfig) -> Result<BusHandle, BusError> {
+    start(config, false)
+}
+
+/// Longest pause between two attempts to reopen a port.
+pub const MAX_REOPEN_DELAY: Duration = Duration::from_secs(30);
+
+/// [`spawn`], except that a port that cannot be opened
+/// ([`BusError::Open`]: missing, busy, no permission) starts the bus
+/// without it: the first event is [`BusEvent::PortLost`] with the reason,
+/// its devices stay offline, and the driver keeps trying to open it (with
+/// backoff) until [`BusEvent::PortReopened`]. A bad device list or a
+/// refused RS-485 setting is still an error: retrying cannot fix those.
+pub fn spawn_retrying(config: BusConfig) -> Result<BusHandle, BusError> {
+    start(config, true)
+}
+
+fn start(mut config: BusConfig, retry: bool) -> Result<BusHandle, BusError> {
     config.cp.baud = config.baud;
     let cp = ControlPanel::new(config.cp.clone(), config.pds.clone(), Instant::now())?;
     if config.is_simulated() {
         return Ok(sim::spawn(config, cp));
     }
-    let port = open_port(&config.port, config.baud, config.rs485.as_ref())?;
+    let mut pending = VecDeque::new();
+    let mut reopen_at = None;
+    let port = match open_port(&config.port, config.baud, config.rs485.as_ref()) {
+        Ok(port) => Some(port),
+        Err(e @ BusError::Open { .. }) if retry => {
+            warn!(port = %config.port, error = %e, "serial port not available; will keep trying");
+            reopen_at = Some(Instant::now() + config.reopen_delay);
+            pending.push_back(BusEvent::PortLost {
+                port: config.port.clone(),
+                error: e.to_string(),
+            });
+            None
+        }
+        Err(e) => return Err(e),
+    };
     info!(port = %config.port, baud = config.baud, devices = config.pds.len(), "bus started");
     let (req_tx, req_rx) = mpsc::channel(64);
     let (ev_tx, ev_rx) = mpsc::channel(config.event_capacity.max(1));
@@ -365,13 +399,14 @@ pub fn spawn(mut config: BusConfig) -> Result<BusHandle, BusError> {
         requests: req_tx,
     };
     let driver = Driver {
+        backoff: config.reopen_delay,
         config,
         cp,
-        port: Some(port),
-        reopen_at: None,
+        port,
+        reopen_at,
         requests: req_rx,
         events: ev_tx,
-        pending: VecDeque::new(),
+        pending,
     };
     let task = tokio::spawn(driver.run());
     Ok(BusHandle {
@@ -485,6 +520,8 @@ struct Driver {
     cp: ControlPanel,
     port: Option<SerialStream>,
     reopen_at: Option<Instant>,
+    /// The pause before the next reopen attempt: doubles after each failure.
+    backoff: Duration,
     requests: mpsc::Receiver<Request>,
     events: mpsc::Sender<BusEvent>,
     /// Port events waiting to be forwarded.
@@ -579,7 +616,8 @@ impl Driver {
     fn lost(&mut self, error: String) {
         warn!(port = %self.config.port, %error, "serial port lost; will reopen");
         self.port = None;
-        self.reopen_at = Some(Instant::now() + self.config.reopen_delay);
+        self.backoff = self.config.reopen_delay;
+        self.reopen_at = Some(Instant::now() + self.backoff);
         self.pending.push_back(BusEvent::PortLost {
             port: self.config.port.clone(),
             error,
@@ -596,13 +634,16 @@ impl Driver {
                 info!(port = %self.config.port, "serial port reopened");
                 self.port = Some(port);
                 self.reopen_at = None;
+                self.backoff = self.config.reopen_delay;
                 self.pending.push_back(BusEvent::PortReopened {
                     port: self.config.port.clone(),
                 });
             }
             Err(e) => {
-                debug!(port = %self.config.port, error = %e, "reopen failed; retrying");
-                self.reopen_at = Some(now + self.config.reopen_delay);
+                self.backoff =
+                    (self.backoff * 2).min(MAX_REOPEN_DELAY.max(self.config.reopen_delay));
+                debug!(port = %self.config.port, error = %e, retry_in = ?self.backoff, "reopen failed; retrying");
+                self.reopen_at = Some(now + self.backoff);
             }
         }
     }
@@ -1004,6 +1045,37 @@ mod tests {
         assert!(!error.is_empty());
         // The bus keeps serving requests while it waits to reopen.
         assert_eq!(bus.status().await.unwrap().len(), 1);
+        bus.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_port_missing_at_start_is_opened_once_it_appears() {
+        let dir = tempfile::tempdir().unwrap();
+        let link = dir.path().join("ttyOSDP0");
+        let pds = vec![PdConfig {
+            address: 1,
+            security: Security::Clear,
+        }];
+        let mut config = BusConfig::new(link.to_str().unwrap(), 9600, pds);
+        quick(&mut config);
+        // Plain spawn refuses it...
+        assert!(matches!(
+            spawn(config.clone()).err(),
+            Some(BusError::Open { .. })
+        ));
+        // ...the retrying one runs without it and says why.
+        let mut bus = spawn_retrying(config).unwrap();
+        let got = wait_for(&mut bus, |e| matches!(e, BusEvent::PortLost { .. })).await;
+        let BusEvent::PortLost { error, .. } = got else {
+            unreachable!()
+        };
+        assert!(error.contains("cannot open serial port"), "{error}");
+        let status = bus.status().await.unwrap();
+        assert!(!status[0].online, "its device is offline");
+        // The adapter is plugged in: the bus opens it.
+        let (_master, _slave, path) = open_pty().unwrap();
+        std::os::unix::fs::symlink(&path, &link).unwrap();
+        wait_for(&mut bus, |e| matches!(e, BusEvent::PortReopened { .. })).await;
         bus.shutdown().await;
     }
 

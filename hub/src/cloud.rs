@@ -255,17 +255,18 @@ pub fn access_event(seq: u64, event: &HubEvent) -> pb::AccessEvent {
             },
         ),
         EventKind::AlarmRaised | EventKind::AlarmCleared => {
-            let kind = if reason_key == "held_open" {
-                pb::EventKind::DoorHeld
-            } else {
-                pb::EventKind::DoorForced
-            };
             let edge = if event.kind == EventKind::AlarmRaised {
                 "raised"
             } else {
                 "cleared"
             };
-            (kind, edge.to_owned())
+            match reason_key.as_str() {
+                "held_open" => (pb::EventKind::DoorHeld, edge.to_owned()),
+                "forced_open" => (pb::EventKind::DoorForced, edge.to_owned()),
+                // The hub's own alarms (outbox_high, outbox_full): the name
+                // and the edge.
+                _ => (pb::EventKind::Alarm, format!("{reason_key}:{edge}")),
+            }
         }
         EventKind::Device => (pb::EventKind::Reader, reason_key),
         EventKind::CodeUsed => (pb::EventKind::CodeUsed, reason_key),

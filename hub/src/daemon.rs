@@ -38,10 +38,18 @@
 //! [`Hub::log`] gives the outbox to read, send and acknowledge. Start such a
 //! task next to the others in [`run`] (see the comment there) and stop it
 //! with the same shutdown signal.
+//!
+//! With `[mqtt]`, [`run`] starts the sync ([`cloud::run_sync`]) with
+//! [`commands`]' hooks: door and reader commands from the cloud go through
+//! the site task's action queue (like the web page's), health comes from the
+//! status snapshot, and the page's sync state from the driver's
+//! [`hub_sync::LinkState`]. Lockdowns and door modes set by commands are
+//! kept in the store's directory and applied again at start. A bus whose
+//! port cannot be opened does not stop the daemon ([`bus::spawn_retrying`]).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -68,6 +76,7 @@ use crate::status::{HubStatus, StatusPublisher};
 use crate::store::{Store, StoreError};
 use crate::web::{self, ActionRequest, WebState};
 
+pub mod commands;
 mod panel;
 
 /// `hub run` arguments.
@@ -257,6 +266,12 @@ pub struct Hub {
     view: SharedView,
     view_changed: watch::Sender<()>,
     log: EventLog,
+    /// The data set's own view (before command lockdowns) and the cloud
+    /// commands' overrides: one lock, so a new data set and a lockdown
+    /// command never interleave.
+    base: Mutex<(Arc<View>, commands::Overrides)>,
+    /// Where the overrides are kept (the store's directory).
+    overrides_dir: PathBuf,
 }
 
 impl Hub {
@@ -269,8 +284,43 @@ impl Hub {
     /// the site task from its next turn. For sync after it applied a
     /// snapshot or change set to the store.
     pub fn replace_view(&self, view: Arc<View>) {
-        self.view.store(view);
+        let mut base = self.base.lock().unwrap_or_else(PoisonError::into_inner);
+        // Command lockdowns stay in force over the new data set.
+        self.view.store(base.1.overlay(&view));
+        base.0 = view;
+        drop(base);
         self.view_changed.send_replace(());
+    }
+
+    /// Changes the cloud commands' overrides: saved first (nothing changes
+    /// when that fails), then the view with the new lockdowns is swapped
+    /// in. Returns the new overrides.
+    pub(crate) fn update_overrides(
+        &self,
+        change: impl FnOnce(&mut commands::Overrides),
+    ) -> std::io::Result<commands::Overrides> {
+        let mut base = self.base.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut next = base.1.clone();
+        change(&mut next);
+        if next != base.1 {
+            next.save(&self.overrides_dir)?;
+            self.view.store(next.overlay(&base.0));
+            base.1 = next.clone();
+        }
+        drop(base);
+        self.view_changed.send_replace(());
+        Ok(next)
+    }
+
+    /// Whether the data set itself (not a command) puts `door` (`None`:
+    /// the site) in lockdown.
+    pub(crate) fn data_set_lockdown(&self, door: Option<&str>) -> bool {
+        let base = self.base.lock().unwrap_or_else(PoisonError::into_inner);
+        let data = base.0.data();
+        match door {
+            None => data.site.lockdown,
+            Some(d) => data.site.lockdown || base.0.door(d).is_some_and(|d| d.lockdown),
+        }
     }
 
     /// The access log (the store's outbox).
@@ -344,12 +394,22 @@ pub async fn run_with(config: Config, options: RunOptions) -> Result<(), DaemonE
             "previous run did not stop cleanly; these event numbers are skipped"
         );
     }
-    let view = load_view(&config, &store, &log)?;
+    let view = Arc::new(load_view(&config, &store, &log)?);
     let (view_changed, view_rx) = watch::channel(());
+    // Lockdowns and door modes set by cloud commands before a restart.
+    let overrides = commands::Overrides::load(&config.storage.path);
+    if overrides != commands::Overrides::default() {
+        info!(
+            ?overrides,
+            "lockdowns and door modes from cloud commands still in force"
+        );
+    }
     let hub = Arc::new(Hub {
-        view: Arc::new(ArcSwap::from_pointee(view)),
+        view: Arc::new(ArcSwap::new(overrides.overlay(&view))),
         view_changed,
         log: log.clone(),
+        base: Mutex::new((view, overrides.clone())),
+        overrides_dir: config.storage.path.clone(),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
 
@@ -363,13 +423,21 @@ pub async fn run_with(config: Config, options: RunOptions) -> Result<(), DaemonE
     for r in &config.readers {
         site.configure_reader(r.id, r.input.clone())?;
     }
+    for door in &overrides.held_unlocked {
+        if let Err(e) = site.hold_unlocked(door, true, Timestamp::now(), Instant::now()) {
+            warn!("door mode from a cloud command not restored: {e}");
+        }
+    }
     let (bus_tx, bus_rx) = mpsc::unbounded_channel();
     let mut handles: Vec<BusHandle> = Vec::new();
     for (i, b) in config.buses.iter().enumerate() {
-        let mut handle = bus::spawn(b.config.clone()).map_err(|source| DaemonError::Bus {
-            name: b.name.clone(),
-            source,
-        })?;
+        // A port missing at start (an adapter not plugged in yet) does not
+        // stop the hub: the bus keeps trying, its readers show offline.
+        let mut handle =
+            bus::spawn_retrying(b.config.clone()).map_err(|source| DaemonError::Bus {
+                name: b.name.clone(),
+                source,
+            })?;
         let bus_no = u16::try_from(i).unwrap_or(u16::MAX);
         let mut events = std::mem::replace(&mut handle.events, mpsc::channel(1).1);
         let tx = bus_tx.clone();
@@ -399,7 +467,49 @@ pub async fn run_with(config: Config, options: RunOptions) -> Result<(), DaemonE
             }
         });
     }
-    let panel = panel::Panel::new(&config, started, Arc::clone(&store));
+    // Cloud sync: desired state down into the store, then a new view for
+    // the doors and the HTTP check; the access log up, woken by each append.
+    let sync = match &config.mqtt {
+        Some(settings) => {
+            let cloud_config = cloud::CloudConfig::from_settings(settings)?;
+            let for_data = Arc::clone(&hub);
+            let hooks = cloud::Hooks {
+                on_new_data: Box::new(move |data, revision| match View::build(data.clone()) {
+                    Ok(view) => {
+                        info!(revision, "new data set from the cloud in force");
+                        for_data.replace_view(Arc::new(view));
+                    }
+                    Err(e) => warn!(revision, "data set from the cloud not usable: {e}"),
+                }),
+                command: commands::command_hook(
+                    actions_tx.clone(),
+                    commands::Targets {
+                        doors: config.doors.iter().map(|d| d.door.clone()).collect(),
+                        readers: config.readers.iter().map(|r| r.name.clone()).collect(),
+                    },
+                    Arc::clone(&hub.view),
+                ),
+                health: commands::health_hook(status_watch.clone(), {
+                    let store = Arc::clone(&store);
+                    Arc::new(move || commands::outbox_alarms(store.outbox().status().level))
+                }),
+                ..cloud::Hooks::default()
+            };
+            let handle = cloud::run_sync(&cloud_config, Arc::clone(&store), hooks)?;
+            log.notify_on_append(handle.outbox_notifier());
+            info!(
+                url = %settings.url,
+                tenant = %settings.tenant,
+                hub = %settings.hub_id,
+                "cloud sync started"
+            );
+            Some(handle)
+        }
+        None => None,
+    };
+
+    let mut panel = panel::Panel::new(&config, started, Arc::clone(&store));
+    panel.link = sync.as_ref().map(|s| s.link());
     let site_task = tokio::spawn(site_loop(
         SiteTask {
             site,
@@ -422,35 +532,6 @@ pub async fn run_with(config: Config, options: RunOptions) -> Result<(), DaemonE
             stop: stop_rx.clone(),
         },
     ));
-
-    // Cloud sync: desired state down into the store, then a new view for
-    // the doors and the HTTP check; the access log up, woken by each append.
-    let sync = match &config.mqtt {
-        Some(settings) => {
-            let cloud_config = cloud::CloudConfig::from_settings(settings)?;
-            let for_data = Arc::clone(&hub);
-            let hooks = cloud::Hooks {
-                on_new_data: Box::new(move |data, revision| match View::build(data.clone()) {
-                    Ok(view) => {
-                        info!(revision, "new data set from the cloud in force");
-                        for_data.replace_view(Arc::new(view));
-                    }
-                    Err(e) => warn!(revision, "data set from the cloud not usable: {e}"),
-                }),
-                ..cloud::Hooks::default()
-            };
-            let handle = cloud::run_sync(&cloud_config, Arc::clone(&store), hooks)?;
-            log.notify_on_append(handle.outbox_notifier());
-            info!(
-                url = %settings.url,
-                tenant = %settings.tenant,
-                hub = %settings.hub_id,
-                "cloud sync started"
-            );
-            Some(handle)
-        }
-        None => None,
-    };
 
     // HTTP.
     let mut ready = serde_json::json!({"event": "ready"});
@@ -661,9 +742,12 @@ impl SiteTask {
             .map_or_else(|| format!("bus {bus} address {pd}"), |(_, n)| n.clone())
     }
 
-    fn record(&self, event: &HubEvent) {
+    fn record(&mut self, event: &HubEvent) {
         if let Err(e) = self.hub.log.append(event) {
-            // The door already acted; losing the log line is the lesser harm.
+            // The door already acted; losing the log line is the lesser
+            // harm. Not silent: counted (metrics, page) and warned, and a
+            // full outbox is an `outbox_full` alarm in health.
+            self.panel.counters.events_dropped += 1;
             warn!("event not recorded: {e}");
         }
     }
@@ -702,12 +786,13 @@ impl SiteTask {
                 }
                 self.record(&event);
             }
-            Effect::Refused { reader, why } => {
+            Effect::Refused { reader, door, why } => {
                 self.panel.counters.denied += 1;
                 let name = self.reader_name(&reader);
-                info!(reader = name.unwrap_or("?"), %why, "refused");
+                info!(reader = name.unwrap_or("?"), door = door.as_deref().unwrap_or("-"), %why, "refused");
                 let mut e = HubEvent::new(EventKind::Refused, why);
                 e.reader = name.map(str::to_owned);
+                e.door = door;
                 e.granted = Some(false);
                 self.record(&e);
             }
@@ -761,9 +846,21 @@ impl SiteTask {
         }
     }
 
-    fn port_event(&self, bus: u16, event: &BusEvent) {
+    fn port_event(&mut self, bus: u16, event: &BusEvent) {
+        let readers: Vec<&str> = self
+            .readers
+            .iter()
+            .filter(|(r, _)| r.bus == bus)
+            .map(|(_, n)| n.as_str())
+            .collect();
         let (what, message) = match event {
-            BusEvent::PortLost { port, error } => ("port_lost", format!("{port}: {error}")),
+            BusEvent::PortLost { port, error } if readers.is_empty() => {
+                ("port_lost", format!("{port}: {error}"))
+            }
+            BusEvent::PortLost { port, error } => (
+                "port_lost",
+                format!("{port}: {error}; offline: {}", readers.join(", ")),
+            ),
             BusEvent::PortReopened { port } => ("port_reopened", format!("{port} reopened")),
             BusEvent::Osdp(_) => return,
         };

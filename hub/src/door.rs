@@ -89,8 +89,12 @@ pub enum DoorInput {
         /// The door is open.
         open: bool,
     },
-    /// An operator released the strike once (momentary unlock).
-    MomentaryUnlock,
+    /// An operator released the strike once (momentary unlock), for
+    /// `pulse` or the door's normal pulse time.
+    MomentaryUnlock {
+        /// How long; `None`: [`DoorConfig::pulse`].
+        pulse: Option<Duration>,
+    },
     /// The mode changed (schedule, operator, lockdown command).
     Mode(DoorMode),
 }
@@ -227,9 +231,9 @@ impl Door {
                     self.set_timer(Timer::Relock, Some(now + self.config.pulse));
                 }
             }
-            DoorInput::MomentaryUnlock => {
+            DoorInput::MomentaryUnlock { pulse } => {
                 if self.state.mode != DoorMode::Lockdown {
-                    self.release_for(self.config.pulse, now);
+                    self.release_for(pulse.unwrap_or(self.config.pulse), now);
                 }
             }
             DoorInput::Position { open } => self.position(open, now),
@@ -560,7 +564,7 @@ mod tests {
                 DoorAction::Beep { count: 2 }
             ]
         );
-        d.handle(DoorInput::MomentaryUnlock, t0 + 2 * S);
+        d.handle(DoorInput::MomentaryUnlock { pulse: None }, t0 + 2 * S);
         assert!(actions(&mut d).is_empty());
         d.handle(DoorInput::ExitButton, t0 + 3 * S);
         assert_eq!(actions(&mut d), vec![DoorAction::Strike(true)]);
@@ -575,9 +579,22 @@ mod tests {
     #[test]
     fn momentary_unlock_is_a_pulse() {
         let (mut d, t0) = door();
-        d.handle(DoorInput::MomentaryUnlock, t0);
+        d.handle(DoorInput::MomentaryUnlock { pulse: None }, t0);
         assert_eq!(actions(&mut d), vec![DoorAction::Strike(true)]);
         run_timers(&mut d, t0 + 5 * S);
+        assert_eq!(actions(&mut d), vec![DoorAction::Strike(false)]);
+        // A cloud unlock may ask for its own time.
+        let t1 = t0 + 10 * S;
+        d.handle(
+            DoorInput::MomentaryUnlock {
+                pulse: Some(20 * S),
+            },
+            t1,
+        );
+        assert_eq!(actions(&mut d), vec![DoorAction::Strike(true)]);
+        run_timers(&mut d, t1 + 19 * S);
+        assert!(actions(&mut d).is_empty(), "still released after 19 s");
+        run_timers(&mut d, t1 + 20 * S);
         assert_eq!(actions(&mut d), vec![DoorAction::Strike(false)]);
     }
 

@@ -95,7 +95,9 @@ pub struct HubEvent {
     /// Decisions: granted or not.
     pub granted: Option<bool>,
     /// Decisions: the reason's machine code (`membership`, `unknown_card`,
-    /// ...); alarms: `forced_open` or `held_open`; devices: what happened.
+    /// ...); alarms: `forced_open`, `held_open` (doors), `outbox_high`,
+    /// `outbox_full` (the hub); devices: what happened; actions: the
+    /// action's name.
     pub reason: Option<String>,
     /// A line for people (masked).
     pub message: String,

@@ -125,6 +125,9 @@ pub enum Effect {
     Refused {
         /// Where it happened.
         reader: ReaderId,
+        /// The door the reader is wired to; `None` for a reader wired to
+        /// none.
+        door: Option<String>,
         /// Why, for people (card numbers masked, PINs never shown).
         why: String,
     },
@@ -158,6 +161,9 @@ pub enum Effect {
 struct DoorSlot {
     wiring: DoorWiring,
     door: Door,
+    /// An operator (cloud door mode command) holds the door unlocked,
+    /// whatever its schedule says; lockdown still wins.
+    held_unlocked: bool,
     /// The reader to show feedback on (the last one a credential came from).
     feedback_at: ReaderId,
 }
@@ -202,6 +208,7 @@ impl Site {
                 .into_iter()
                 .map(|w| DoorSlot {
                     door: Door::new(w.config.clone()),
+                    held_unlocked: false,
                     feedback_at: w.entry,
                     wiring: w,
                 })
@@ -252,23 +259,62 @@ impl Site {
             .collect()
     }
 
-    /// An operator's momentary unlock of `door` (the technician's web page):
-    /// the strike is released for the door's normal pulse, exactly as for a
-    /// grant but without a credential, so the opening is excused (no
-    /// forced-open alarm). Returns `Ok(false)`, releasing nothing, when the
-    /// door is in lockdown. The caller logs who asked.
-    pub fn momentary_unlock(&mut self, door: &str, now: Instant) -> Result<bool, SiteError> {
-        let i = self
-            .doors
+    /// Whether `door` is wired to this hub.
+    pub fn has_door(&self, door: &str) -> bool {
+        self.doors.iter().any(|d| d.wiring.door == door)
+    }
+
+    fn door_slot(&self, door: &str) -> Result<usize, SiteError> {
+        self.doors
             .iter()
             .position(|d| d.wiring.door == door)
-            .ok_or_else(|| SiteError::UnknownDoor(door.to_owned()))?;
+            .ok_or_else(|| SiteError::UnknownDoor(door.to_owned()))
+    }
+
+    /// An operator's momentary unlock of `door` (the technician's web page,
+    /// a cloud command): the strike is released for `pulse` (`None`: the
+    /// door's normal pulse), exactly as for a grant but without a
+    /// credential, so the opening is excused (no forced-open alarm).
+    /// Returns `Ok(false)`, releasing nothing, when the door is in
+    /// lockdown. The caller logs who asked.
+    pub fn momentary_unlock(
+        &mut self,
+        door: &str,
+        pulse: Option<Duration>,
+        now: Instant,
+    ) -> Result<bool, SiteError> {
+        let i = self.door_slot(door)?;
         if self.doors[i].door.state().mode == DoorMode::Lockdown {
             return Ok(false);
         }
-        self.doors[i].door.handle(DoorInput::MomentaryUnlock, now);
+        self.doors[i]
+            .door
+            .handle(DoorInput::MomentaryUnlock { pulse }, now);
         self.drain_door(i);
         Ok(true)
+    }
+
+    /// Holds `door` unlocked (`true`) or gives it back to its schedule
+    /// (`false`): the cloud's door mode command. A lockdown (site or door,
+    /// in the view) still wins. Takes effect at once.
+    pub fn hold_unlocked(
+        &mut self,
+        door: &str,
+        on: bool,
+        wall: Timestamp,
+        now: Instant,
+    ) -> Result<(), SiteError> {
+        let i = self.door_slot(door)?;
+        self.doors[i].held_unlocked = on;
+        self.refresh_modes(wall, now);
+        Ok(())
+    }
+
+    /// Whether an operator holds `door` unlocked ([`Site::hold_unlocked`]).
+    pub fn is_held_unlocked(&self, door: &str) -> bool {
+        self.doors
+            .iter()
+            .any(|d| d.wiring.door == door && d.held_unlocked)
     }
 
     /// Runs expired timers (strike relock, held-open, PIN entry).
@@ -286,8 +332,9 @@ impl Site {
         for i in 0..self.doors.len() {
             let mode = access::door_mode(&self.view, &self.doors[i].wiring.door, wall);
             let mode = match mode {
-                Some(access::DoorMode::Unlocked) => DoorMode::Unlocked,
                 Some(access::DoorMode::Lockdown) => DoorMode::Lockdown,
+                _ if self.doors[i].held_unlocked => DoorMode::Unlocked,
+                Some(access::DoorMode::Unlocked) => DoorMode::Unlocked,
                 // First-card periods start locked; a grant with
                 // `first_card_unlock` switches the door (see `decided`).
                 Some(access::DoorMode::UnlockAfterFirstCard)
@@ -391,6 +438,7 @@ impl Site {
         let Some(&(i, direction)) = self.readers.get(&reader) else {
             self.effects.push_back(Effect::Refused {
                 reader,
+                door: None,
                 why: "reader is not wired to a door".into(),
             });
             return;
@@ -424,6 +472,7 @@ impl Site {
             other => {
                 self.effects.push_back(Effect::Refused {
                     reader,
+                    door: Some(door_id),
                     why: other.to_string(),
                 });
                 self.doors[i].door.handle(DoorInput::Denied, now);
@@ -839,7 +888,7 @@ mod tests {
     fn an_operator_momentary_unlock_pulses_the_strike_without_an_alarm() {
         let mut site = site();
         let t0 = Instant::now();
-        assert_eq!(site.momentary_unlock("front", t0), Ok(true));
+        assert_eq!(site.momentary_unlock("front", None, t0), Ok(true));
         let strikes: Vec<bool> = std::iter::from_fn(|| site.poll_effect())
             .filter_map(|e| match e {
                 Effect::Command {
@@ -856,8 +905,59 @@ mod tests {
         site.handle_timeout(relock, Timestamp::now());
         assert!(!site.door_states()[0].1.strike_released);
         assert_eq!(
-            site.momentary_unlock("garage", t0),
+            site.momentary_unlock("garage", None, t0),
             Err(SiteError::UnknownDoor("garage".into()))
         );
+    }
+
+    #[test]
+    fn a_door_held_unlocked_stays_released_until_given_back_and_lockdown_wins() {
+        let mut site = site();
+        let (t0, wall) = (Instant::now(), fixture::now());
+        site.refresh_modes(wall, t0);
+        effects(&mut site);
+        assert_eq!(site.door_states()[0].1.mode, DoorMode::Normal);
+        site.hold_unlocked("front", true, wall, t0).unwrap();
+        assert_eq!(strike(&effects(&mut site)), Some(true));
+        assert!(site.is_held_unlocked("front"));
+        // The per-second refresh keeps it so, hours later.
+        let later = t0 + Duration::from_secs(3600);
+        site.handle_timeout(later, wall);
+        site.refresh_modes(wall, later);
+        assert_eq!(site.door_states()[0].1.mode, DoorMode::Unlocked);
+        assert!(site.door_states()[0].1.strike_released);
+        // A lockdown in the view beats it.
+        let mut data = fixture::data();
+        data.site.lockdown = true;
+        site.set_view(Arc::new(View::build(data).unwrap()));
+        site.refresh_modes(wall, later);
+        assert_eq!(site.door_states()[0].1.mode, DoorMode::Lockdown);
+        assert_eq!(strike(&effects(&mut site)), Some(false));
+        // Lockdown lifted: held unlocked again; then back to normal.
+        site.set_view(Arc::new(View::build(fixture::data()).unwrap()));
+        site.refresh_modes(wall, later);
+        assert_eq!(site.door_states()[0].1.mode, DoorMode::Unlocked);
+        site.hold_unlocked("front", false, wall, later).unwrap();
+        assert_eq!(site.door_states()[0].1.mode, DoorMode::Normal);
+        assert_eq!(
+            site.hold_unlocked("garage", true, wall, later),
+            Err(SiteError::UnknownDoor("garage".into()))
+        );
+    }
+
+    #[test]
+    fn refusals_name_the_door() {
+        let mut s = site();
+        let (t0, wall) = (Instant::now(), fixture::now());
+        // A card at a PIN-only reader cannot be decided.
+        s.configure_reader(READER, InputConfig::with_mode(InputMode::PinOnly))
+            .unwrap();
+        s.handle_bus_event(0, &card_event(12, 34567), t0, wall);
+        let e = effects(&mut s);
+        let door = e.iter().find_map(|e| match e {
+            Effect::Refused { door, .. } => Some(door.clone()),
+            _ => None,
+        });
+        assert_eq!(door, Some(Some("front".to_owned())), "{e:?}");
     }
 }

@@ -117,8 +117,12 @@ pub struct SyncStatus {
     pub revision: Option<u64>,
     /// Events not yet acknowledged by the cloud.
     pub outbox_depth: u64,
-    /// Last message from the broker.
+    /// Last packet from the broker (a message, an ack, a ping response).
     pub last_contact: Option<Timestamp>,
+    /// The outbox's alarm: `outbox_high` from 80 % of
+    /// `storage.outbox_alarm_bytes`, `outbox_full` at `outbox_max_bytes`
+    /// (new events are refused); `None` below.
+    pub outbox_alarm: Option<String>,
 }
 
 /// Records in the local cache.
@@ -166,6 +170,9 @@ pub struct Counters {
     pub osdp_timeouts: u64,
     /// Technician actions from the web page.
     pub web_actions: u64,
+    /// Events that could not be stored (the outbox at its hard limit, or
+    /// a store failure): the door acted, the log line is lost.
+    pub events_dropped: u64,
 }
 
 /// The newest snapshot, for readers.

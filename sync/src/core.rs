@@ -32,6 +32,10 @@
 //!   sent). Without an ack for [`SyncConfig::ack_timeout`], and after every
 //!   reconnect, sending starts again after the last acknowledged event: the
 //!   same events, with the same `(hub_id, seq)` keys.
+//! - Commands are carried out once per correlation id: the results of the
+//!   last [`RECENT_COMMANDS`] commands are kept, and a command whose id is
+//!   among them (a QoS 1 redelivery, a cloud retrying) gets the same result
+//!   again without being carried out a second time.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -51,6 +55,10 @@ pub const MAX_PAYLOAD: usize = 128 * 1024;
 
 /// Longest snapshot id or command correlation id, in bytes.
 pub const MAX_ID: usize = 128;
+
+/// How many recent command results are kept to answer a repeated
+/// correlation id without carrying the command out again.
+pub const RECENT_COMMANDS: usize = 256;
 
 /// MQTT quality of service (the contract uses 0 and 1 only).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,6 +173,12 @@ pub enum SyncEvent {
         /// Its result.
         code: ResultCode,
     },
+    /// A command whose correlation id was already carried out: its earlier
+    /// result was sent again, nothing was done.
+    CommandRepeated {
+        /// Its correlation id.
+        correlation_id: String,
+    },
     /// A message on a topic that is not one of this hub's inputs.
     Ignored {
         /// The topic.
@@ -206,6 +220,8 @@ pub struct SyncCore {
     next_health: Option<Instant>,
     next_status: Option<Instant>,
     next_outbox_poll: Option<Instant>,
+    /// Results of the last [`RECENT_COMMANDS`] commands, oldest first.
+    recent_commands: VecDeque<CommandResult>,
 }
 
 impl SyncCore {
@@ -227,6 +243,7 @@ impl SyncCore {
             next_health: None,
             next_status: None,
             next_outbox_poll: None,
+            recent_commands: VecDeque::new(),
         }
     }
 
@@ -694,6 +711,19 @@ impl SyncCore {
             self.reject(local, Kind::Cmd, ErrorCode::Invalid, None, reason, 0);
             return;
         }
+        if let Some(done) = self
+            .recent_commands
+            .iter()
+            .find(|r| r.correlation_id == c.correlation_id)
+        {
+            // Redelivered (QoS 1) or retried: answer again, act once.
+            let payload = done.encode_to_vec();
+            self.events.push_back(SyncEvent::CommandRepeated {
+                correlation_id: c.correlation_id,
+            });
+            self.emit(Kind::Result, Qos::AtLeastOnce, payload);
+            return;
+        }
         let mut result = match &c.action {
             None => CommandResult {
                 code: ResultCode::Invalid as i32,
@@ -724,6 +754,10 @@ impl SyncCore {
             code: result.code(),
         });
         self.emit(Kind::Result, Qos::AtLeastOnce, result.encode_to_vec());
+        if self.recent_commands.len() >= RECENT_COMMANDS {
+            self.recent_commands.pop_front();
+        }
+        self.recent_commands.push_back(result);
     }
 
     // ---- events -------------------------------------------------------------------

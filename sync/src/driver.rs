@@ -3,7 +3,9 @@
 //!
 //! - [`spawn`] starts the engine in a tokio task and returns a
 //!   [`SyncHandle`]: [`SyncHandle::outbox_changed`] after appending events,
-//!   [`SyncHandle::events`] to watch what happens, [`SyncHandle::shutdown`]
+//!   [`SyncHandle::events`] to watch what happens, [`SyncHandle::link`] for
+//!   the connection state (connected, last contact) a status page shows,
+//!   [`SyncHandle::shutdown`]
 //!   to stop (presence OFFLINE, DISCONNECT) and get the [`LocalState`] back,
 //!   [`SyncHandle::abort`] to stop like a crash (the broker then publishes
 //!   the last will).
@@ -22,8 +24,9 @@
 //! a channel, so the engine's `select!` only waits on cancel-safe futures.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rumqttc::{
     AsyncClient, ClientError, Event, LastWill, MqttOptions, Packet, QoS, TlsConfiguration,
@@ -164,9 +167,40 @@ impl MqttSettings {
     }
 }
 
+/// The state of the connection with the broker, shared with the driver
+/// task: lock-free reads for status pages and metrics.
+#[derive(Debug, Default)]
+pub struct LinkState {
+    connected: AtomicBool,
+    /// Unix milliseconds of the last packet from the broker; 0: never.
+    last_contact_ms: AtomicI64,
+}
+
+impl LinkState {
+    /// Connected to the broker and subscribed now.
+    pub fn connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+
+    /// When the last packet from the broker arrived (a message, an ack, a
+    /// ping response), wall clock; `None` before the first.
+    pub fn last_contact(&self) -> Option<SystemTime> {
+        let ms = self.last_contact_ms.load(Ordering::Relaxed);
+        (ms > 0).then(|| UNIX_EPOCH + Duration::from_millis(ms.unsigned_abs()))
+    }
+
+    fn touch(&self) {
+        let ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        self.last_contact_ms.store(ms, Ordering::Relaxed);
+    }
+}
+
 /// Controls a running engine.
 pub struct SyncHandle<L> {
     notify: Arc<Notify>,
+    link: Arc<LinkState>,
     stop: watch::Sender<bool>,
     events: broadcast::Sender<SyncEvent>,
     task: JoinHandle<L>,
@@ -188,6 +222,11 @@ impl<L> SyncHandle<L> {
     /// appends events without holding the handle.
     pub fn outbox_notifier(&self) -> Arc<Notify> {
         Arc::clone(&self.notify)
+    }
+
+    /// The connection state, kept current by the driver.
+    pub fn link(&self) -> Arc<LinkState> {
+        Arc::clone(&self.link)
     }
 
     /// What the engine does from now on (a lagging receiver loses the
@@ -226,16 +265,19 @@ pub fn spawn<L: LocalState + Send + 'static>(
     let notify = Arc::new(Notify::new());
     let (stop, stop_rx) = watch::channel(false);
     let (events, _) = broadcast::channel(1024);
+    let link = Arc::new(LinkState::default());
     let task = tokio::spawn(run(
         cfg,
         mqtt,
         local,
         notify.clone(),
+        Arc::clone(&link),
         stop_rx,
         events.clone(),
     ));
     SyncHandle {
         notify,
+        link,
         stop,
         events,
         task,
@@ -253,6 +295,7 @@ async fn run<L: LocalState>(
     mqtt: MqttSettings,
     mut local: L,
     notify: Arc<Notify>,
+    link: Arc<LinkState>,
     mut stop: watch::Receiver<bool>,
     events: broadcast::Sender<SyncEvent>,
 ) -> L {
@@ -276,9 +319,14 @@ async fn run<L: LocalState>(
     let (client, mut eventloop) = AsyncClient::new(opts, 256);
     let (tx, mut rx) = mpsc::channel::<Loop>(256);
     let delay = mqtt.reconnect_delay;
+    let contact = Arc::clone(&link);
     let poller = tokio::spawn(async move {
         loop {
-            let item = match eventloop.poll().await {
+            let polled = eventloop.poll().await;
+            if let Ok(Event::Incoming(_)) = &polled {
+                contact.touch();
+            }
+            let item = match polled {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => Loop::Connected,
                 Ok(Event::Incoming(Packet::Publish(p))) => {
                     Loop::Message(p.topic, p.payload.to_vec())
@@ -348,6 +396,7 @@ async fn run<L: LocalState>(
                     // resends events from the outbox.
                     pending.clear();
                     connected = true;
+                    link.connected.store(true, Ordering::Relaxed);
                     tracing::info!("connected to the MQTT broker");
                     core.handle_connected(&mut local, std::time::Instant::now());
                 }
@@ -355,6 +404,7 @@ async fn run<L: LocalState>(
                     core.handle_message(&mut local, &topic, &payload, std::time::Instant::now());
                 }
                 Some(Loop::Down(e)) => {
+                    link.connected.store(false, Ordering::Relaxed);
                     if connected {
                         tracing::warn!("MQTT connection lost: {e}");
                         connected = false;
@@ -370,6 +420,7 @@ async fn run<L: LocalState>(
         }
     }
     // Graceful stop: say offline, then disconnect.
+    link.connected.store(false, Ordering::Relaxed);
     if connected {
         let p = core.last_will(&local);
         let _ = client.try_publish(p.topic, qos(p.qos), p.retain, p.payload);

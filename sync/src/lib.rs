@@ -37,7 +37,10 @@ pub mod driver;
 pub mod local;
 pub mod topics;
 
-pub use crate::core::{Publish, Qos, SyncConfig, SyncCore, SyncEvent, MAX_PAYLOAD};
+pub use crate::core::{
+    Publish, Qos, SyncConfig, SyncCore, SyncEvent, MAX_PAYLOAD, RECENT_COMMANDS,
+};
+pub use driver::LinkState;
 pub use local::{entity_key, LocalError, LocalState};
 pub use topics::{Kind, TopicError, Topics};
 

@@ -30,6 +30,11 @@ struct Setup {
 /// hub daemon with one door on it: strike on output 0, position switch on
 /// input 0, exit button on input 1.
 fn setup(held_open_s: u32) -> Setup {
+    setup_with(held_open_s, "")
+}
+
+/// [`setup`] with more config (`extra` TOML) appended.
+fn setup_with(held_open_s: u32, extra: &str) -> Setup {
     let (mut peer, bus) = libosdp_pd(&[json!({"addr": 1, "scbk": SCBK, "secure": true})], false);
     let dir = TempDir::new("hub-daemon");
     let p = |name: &str| -> PathBuf { dir.path().join(name) };
@@ -70,6 +75,7 @@ path = "store"
 [api]
 listen = "127.0.0.1:0"
 api_key_file = "api.key"
+{extra}
 "#
     );
     std::fs::write(p("hub.toml"), config).unwrap();
@@ -244,4 +250,44 @@ fn sigterm_stops_the_daemon_cleanly_and_the_log_survives_a_restart() {
         .position(|e| is(e, "kind", json!("hub_stopped")))
         .expect("hub_stopped logged");
     assert!(is(&events[stopped + 1], "kind", json!("hub_started")));
+}
+
+#[test]
+fn a_bus_whose_port_is_missing_does_not_stop_the_hub() {
+    let _serial = e2e::exclusive();
+    // A second bus on an adapter that is not plugged in.
+    let Setup {
+        mut peer,
+        hub: _hub,
+        api,
+        _dir,
+    } = setup_with(
+        30,
+        r#"
+[[bus]]
+name = "annex"
+port = "/dev/ttyOSDP-not-plugged-in"
+
+[[reader]]
+name = "annex-in"
+bus = "annex"
+address = 1
+security = "clear"
+"#,
+    );
+    // The missing port is logged, naming the reader it takes offline.
+    let lost = wait_event(&api, "port_lost event", |e| {
+        is(e, "reason", json!("port_lost"))
+    });
+    let message = lost["message"].as_str().unwrap();
+    assert!(message.contains("/dev/ttyOSDP-not-plugged-in"), "{lost}");
+    assert!(message.contains("offline: annex-in"), "{lost}");
+    // Everything else runs: the real reader opens the door.
+    peer.send(json!({"do": "card", "addr": 1, "bits": 26, "hex": h10301(12, 34567)}));
+    command_at_pd(&mut peer, "strike released", |c| {
+        is_cmd(c, "output") && c["control_code"] == json!(OUT_ON)
+    });
+    wait_event(&api, "granted decision", |e| {
+        is(e, "kind", json!("decision")) && is(e, "granted", json!(true))
+    });
 }

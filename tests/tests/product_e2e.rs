@@ -253,6 +253,10 @@ fn cards_at_real_readers_reach_the_cloud_and_the_web_page() {
     eventually("the web page showing revision 1", 20 * SEC, || {
         session.status()["sync"]["revision"] == 1
     });
+    // The page's link state is the sync driver's own.
+    let sync = &session.status()["sync"];
+    assert_eq!(sync["connected"], true, "{sync}");
+    assert!(sync["last_contact"].is_string(), "{sync}");
 
     // Ann's card at the front door: released, green. An unknown card: red,
     // no release. Ann's PIN at the keypad, once the strike locked again:

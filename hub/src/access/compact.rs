@@ -21,7 +21,7 @@ use std::hash::{BuildHasher, Hasher};
 pub(crate) const FRONT_CODED_BLOCK: usize = 16;
 
 /// Many strings in one buffer; string `i` is `bytes[ends[i-1]..ends[i]]`.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub(crate) struct StrArena {
     bytes: String,
     ends: Vec<u32>,
@@ -61,7 +61,7 @@ impl StrArena {
 /// Strings appended in order, front-coded: each entry is a LEB128 prefix
 /// length (shared with the previous string; 0 at a block start), a LEB128
 /// suffix length, and the suffix.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub(crate) struct FrontCoded {
     bytes: Vec<u8>,
     /// Offset of each block's first entry.
@@ -157,6 +157,7 @@ impl FrontCoded {
 
 /// Positions of strings of a [`StrArena`], by string: open addressing with
 /// linear probing over `u32` slots (`u32::MAX`: empty), at most half full.
+#[derive(Clone)]
 pub(crate) struct StrIndex {
     slots: Vec<u32>,
     /// Random keys per index (ids come from outside).
@@ -263,7 +264,7 @@ impl PackedCard {
 
 /// Sorted `[card high, card low, owner]` entries: 12 bytes a card, binary
 /// search. Built by pushing in any order, then [`CardTable::sort`].
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub(crate) struct CardTable {
     entries: Vec<[u32; 3]>,
 }
@@ -303,6 +304,7 @@ impl CardTable {
 
 /// Values at a few positions of a long list, sorted by position, and a
 /// default for every other position.
+#[derive(Clone)]
 pub(crate) struct Sparse<T: 'static> {
     entries: Vec<(u32, T)>,
     default: &'static T,
@@ -336,7 +338,7 @@ impl<T> Sparse<T> {
 }
 
 /// Lists of `u32` by position in one buffer (compressed sparse rows).
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub(crate) struct Lists {
     starts: Vec<u32>,
     items: Vec<u32>,

@@ -295,6 +295,7 @@ pub(crate) enum CardHolder {
     User(u32),
 }
 
+#[derive(Clone)]
 pub(crate) struct DoorEntry {
     pub(crate) id: DoorId,
     pub(crate) name: Arc<str>,
@@ -304,6 +305,7 @@ pub(crate) struct DoorEntry {
     pub(crate) lock_unlock: Box<[(u32, u32)]>,
 }
 
+#[derive(Clone)]
 pub(crate) struct MembershipEntry {
     pub(crate) id: u64,
     pub(crate) type_id: u64,
@@ -314,6 +316,7 @@ pub(crate) struct MembershipEntry {
 }
 
 /// What only some users have: Hive memberships.
+#[derive(Clone)]
 pub(crate) struct UserEntry {
     pub(crate) memberships: Vec<MembershipEntry>,
 }
@@ -330,6 +333,7 @@ const EXTENDED_UNLOCK: u8 = 4;
 /// accesses and events as lists in one buffer each, memberships only where
 /// there are some. About 30 bytes a user plus the text (no allocation per
 /// user). `users[u]` gives the memberships.
+#[derive(Clone)]
 pub(crate) struct Users {
     ids: StrArena,
     id_index: StrIndex,
@@ -421,6 +425,7 @@ impl Index<usize> for Users {
 }
 
 /// What only some credentials have: a validity window, allowed entrances.
+#[derive(Clone)]
 pub(crate) struct CredentialEntry {
     pub(crate) starts_at: Option<Timestamp>,
     pub(crate) ends_at: Option<Timestamp>,
@@ -437,6 +442,7 @@ static UNRESTRICTED: CredentialEntry = CredentialEntry {
 /// Credentials by index: ids front-coded, the holder's index, and the
 /// window and entrances only where set. `credentials[c]` gives the window
 /// and entrances.
+#[derive(Clone)]
 pub(crate) struct Credentials {
     ids: FrontCoded,
     users: Vec<u32>,
@@ -475,6 +481,7 @@ impl Index<usize> for Credentials {
     }
 }
 
+#[derive(Clone)]
 pub(crate) struct AccessDoorEntry {
     pub(crate) door: u32,
     pub(crate) lock_unlock: bool,
@@ -483,6 +490,7 @@ pub(crate) struct AccessDoorEntry {
     pub(crate) out_auth: AuthTypes,
 }
 
+#[derive(Clone)]
 pub(crate) struct AccessEntry {
     pub(crate) name: Arc<str>,
     pub(crate) status: AccessStatus,
@@ -504,6 +512,7 @@ impl AccessEntry {
     }
 }
 
+#[derive(Clone)]
 pub(crate) struct EventEntry {
     pub(crate) name: Arc<str>,
     pub(crate) starts_at: Timestamp,
@@ -512,6 +521,7 @@ pub(crate) struct EventEntry {
     pub(crate) doors: Box<[u32]>,
 }
 
+#[derive(Clone)]
 pub(crate) struct CodeEntry {
     pub(crate) id: AccessCodeId,
     pub(crate) name: Arc<str>,
@@ -529,6 +539,7 @@ pub(crate) struct CodeEntry {
 /// The indexed, checked data set a decision reads. Build it once per data
 /// set ([`View::build`], or from the store with
 /// [`crate::site_data::load_view`]); share it read-only between decisions.
+#[derive(Clone)]
 pub struct View {
     data: DataSet,
     pub(crate) tz: TimeZone,

@@ -610,6 +610,7 @@ fn describe(kind: Kind, p: &[u8]) -> Value {
                 "seq": e.seq, "time": time(e.time), "kind": e.kind().as_str_name(), "door": e.door,
                 "reader": e.reader, "credential": e.credential_masked, "user": e.user,
                 "granted": e.granted, "reason": e.reason().as_str_name(), "message": e.message,
+                "reason_key": e.reason_key, "method": e.method,
             })).collect::<Vec<_>>()})
             }
             Err(e) => bad(e),

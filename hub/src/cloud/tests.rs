@@ -336,4 +336,12 @@ fn log_events_map_onto_the_contract() {
         (e.kind(), e.reason_key.as_str()),
         (pb::EventKind::Alarm, "store_recovered")
     );
+
+    let mut outbox = HubEvent::new(EventKind::AlarmRaised, "outbox_high raised");
+    outbox.reason = Some("outbox_high".into());
+    let e = access_event(12, &outbox);
+    assert_eq!(
+        (e.kind(), e.reason_key.as_str()),
+        (pb::EventKind::Alarm, "outbox_high:raised")
+    );
 }

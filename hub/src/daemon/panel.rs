@@ -16,9 +16,11 @@ use std::time::Instant;
 
 use jiff::Timestamp;
 use osdp::card::{CardFormatTable, H10301};
-use osdp::command::{BuzzerControl, Command, LedColor, LedControl, ToneCode};
+use osdp::command::{
+    BuzzerControl, Command, LedColor, LedControl, TextCommand, TextControl, ToneCode,
+};
 use osdp::reply::{Keypad, RawCard, RawFormat, Reply};
-use tracing::info;
+use tracing::{info, warn};
 
 use super::SiteTask;
 use crate::access::{self, CardNumber, CheckQuery, Request};
@@ -31,7 +33,7 @@ use crate::status::{
     SystemStatus,
 };
 use crate::store::Store;
-use crate::web::{Action, ActionOutcome, ActionRequest};
+use crate::web::{Action, ActionOutcome, ActionRequest, DoorModeCommand, ReaderOutput};
 
 /// What the status needs beyond the site, and the counters.
 pub(super) struct Panel {
@@ -52,6 +54,10 @@ pub(super) struct Panel {
     /// Counters since start; OSDP ones are summed from the buses.
     pub(super) counters: Counters,
     formats: CardFormatTable,
+    /// The cloud link's state, when `[mqtt]` is configured.
+    pub(super) link: Option<Arc<hub_sync::LinkState>>,
+    /// The outbox's alarm edges.
+    outbox_alarm: super::commands::OutboxAlarm,
 }
 
 impl Panel {
@@ -78,6 +84,8 @@ impl Panel {
             reader_status: Vec::new(),
             counters: Counters::default(),
             formats: CardFormatTable::builtin(),
+            link: None,
+            outbox_alarm: super::commands::OutboxAlarm::default(),
         }
     }
 
@@ -150,6 +158,7 @@ impl SiteTask {
         if buses {
             self.refresh_buses().await;
         }
+        self.check_outbox();
         let panel = &self.panel;
         let view = self.hub.view.load_full();
         let data = view.data();
@@ -231,16 +240,55 @@ impl SiteTask {
             readers,
             sync: SyncStatus {
                 configured: panel.mqtt,
-                connected: false,
+                connected: panel.link.as_ref().is_some_and(|l| l.connected()),
                 revision: panel.store.revision(),
                 outbox_depth: outbox.depth(),
-                last_contact: None,
+                last_contact: panel
+                    .link
+                    .as_ref()
+                    .and_then(|l| l.last_contact())
+                    .and_then(|t| Timestamp::try_from(t).ok()),
+                outbox_alarm: panel.outbox_alarm.active().map(str::to_owned),
             },
             cache,
             events,
             counters: panel.counters,
         };
         self.status.publish(status);
+    }
+
+    /// Raises or clears the outbox alarms as its level crosses them, each
+    /// once per crossing, as alarm events.
+    fn check_outbox(&mut self) {
+        let status = self.panel.store.outbox().status();
+        for (alarm, raised) in self.panel.outbox_alarm.update(status.level) {
+            let message = match (alarm, raised) {
+                (super::commands::OUTBOX_FULL, true) => format!(
+                    "{alarm} raised: {} events ({} bytes) wait for the cloud; new events are refused",
+                    status.depth, status.bytes
+                ),
+                (_, true) => format!(
+                    "{alarm} raised: {} events ({} bytes) wait for the cloud",
+                    status.depth, status.bytes
+                ),
+                (_, false) => format!("{alarm} cleared: {} events wait", status.depth),
+            };
+            warn!(
+                alarm,
+                raised,
+                depth = status.depth,
+                bytes = status.bytes,
+                "outbox alarm"
+            );
+            let kind = if raised {
+                EventKind::AlarmRaised
+            } else {
+                EventKind::AlarmCleared
+            };
+            let mut event = HubEvent::new(kind, message);
+            event.reason = Some(alarm.to_owned());
+            self.record(&event);
+        }
     }
 
     async fn refresh_buses(&mut self) {
@@ -322,12 +370,41 @@ impl SiteTask {
         let answer = |ok: bool, message: String| ActionOutcome { ok, message };
         match action {
             Action::Unlock { door } => {
-                let outcome = match self.site.momentary_unlock(door, Instant::now()) {
+                let outcome = match self.site.momentary_unlock(door, None, Instant::now()) {
                     Ok(true) => answer(true, format!("door {door} released for its pulse time")),
                     Ok(false) => answer(false, format!("door {door} is in lockdown: not released")),
                     Err(e) => answer(false, e.to_string()),
                 };
                 (outcome, Some(door.clone()), None)
+            }
+            Action::CloudUnlock { door, pulse } => {
+                let outcome = match self.site.momentary_unlock(door, *pulse, Instant::now()) {
+                    Ok(true) => answer(
+                        true,
+                        match pulse {
+                            Some(p) => format!("door {door} released for {} ms", p.as_millis()),
+                            None => format!("door {door} released for its pulse time"),
+                        },
+                    ),
+                    Ok(false) => answer(false, format!("door {door} is in lockdown: not released")),
+                    Err(e) => answer(false, e.to_string()),
+                };
+                (outcome, Some(door.clone()), None)
+            }
+            Action::Lockdown { door, on } => {
+                let outcome = self.lockdown(door.as_deref(), *on);
+                (outcome, door.clone(), None)
+            }
+            Action::DoorMode { door, mode } => {
+                let outcome = self.door_mode(door, *mode);
+                (outcome, Some(door.clone()), None)
+            }
+            Action::ReaderOutput(output) => {
+                let outcome = match self.panel.reader(&output.reader) {
+                    None => answer(false, format!("no reader {:?}", output.reader)),
+                    Some(id) => self.reader_output(id, output).await,
+                };
+                (outcome, None, Some(output.reader.clone()))
             }
             Action::Identify { reader } => {
                 let outcome = match self.panel.reader(reader) {
@@ -355,6 +432,154 @@ impl SiteTask {
                 };
                 (outcome, None, Some(reader.clone()))
             }
+        }
+    }
+
+    /// A cloud lockdown command: saved with the overrides, in force at once
+    /// for the doors and the HTTP check.
+    fn lockdown(&mut self, door: Option<&str>, on: bool) -> ActionOutcome {
+        let saved = self.hub.update_overrides(|o| match door {
+            None => o.site_lockdown = on,
+            Some(d) if on => {
+                o.door_lockdown.insert(d.to_owned());
+            }
+            Some(d) => {
+                o.door_lockdown.remove(d);
+            }
+        });
+        if let Err(e) = saved {
+            return ActionOutcome {
+                ok: false,
+                message: format!("lockdown not saved, nothing changed: {e}"),
+            };
+        }
+        self.site.set_view(self.hub.view.load_full());
+        self.site.refresh_modes(Timestamp::now(), Instant::now());
+        let what = door.map_or_else(|| "site".to_owned(), |d| format!("door {d}"));
+        let still = if !on && self.hub.data_set_lockdown(door) {
+            " (the data set still holds a lockdown)"
+        } else {
+            ""
+        };
+        ActionOutcome {
+            ok: true,
+            message: format!("{what} lockdown {}{still}", if on { "on" } else { "off" }),
+        }
+    }
+
+    /// A cloud door mode command: `normal` clears the command's lockdown
+    /// and hold, `unlocked` holds the door unlocked, `locked` is a door
+    /// lockdown. Saved with the overrides.
+    fn door_mode(&mut self, door: &str, mode: DoorModeCommand) -> ActionOutcome {
+        let saved = self.hub.update_overrides(|o| {
+            let (lockdown, held) = match mode {
+                DoorModeCommand::Normal => (false, false),
+                DoorModeCommand::Unlocked => (false, true),
+                DoorModeCommand::Locked => (true, false),
+            };
+            if lockdown {
+                o.door_lockdown.insert(door.to_owned());
+            } else {
+                o.door_lockdown.remove(door);
+            }
+            if held {
+                o.held_unlocked.insert(door.to_owned());
+            } else {
+                o.held_unlocked.remove(door);
+            }
+        });
+        let overrides = match saved {
+            Ok(o) => o,
+            Err(e) => {
+                return ActionOutcome {
+                    ok: false,
+                    message: format!("door mode not saved, nothing changed: {e}"),
+                }
+            }
+        };
+        self.site.set_view(self.hub.view.load_full());
+        let held = overrides.held_unlocked.contains(door);
+        if let Err(e) = self
+            .site
+            .hold_unlocked(door, held, Timestamp::now(), Instant::now())
+        {
+            return ActionOutcome {
+                ok: false,
+                message: e.to_string(),
+            };
+        }
+        let name = match mode {
+            DoorModeCommand::Normal => "normal",
+            DoorModeCommand::Unlocked => "unlocked",
+            DoorModeCommand::Locked => "locked",
+        };
+        let note = if mode == DoorModeCommand::Unlocked && self.hub.data_set_lockdown(Some(door)) {
+            " (a lockdown keeps it locked for now)"
+        } else {
+            ""
+        };
+        ActionOutcome {
+            ok: true,
+            message: format!("door {door} mode {name}{note}"),
+        }
+    }
+
+    /// A cloud reader output command: LED, beeps, text on one reader. An
+    /// offline reader fails before anything is sent.
+    async fn reader_output(&self, id: ReaderId, output: &ReaderOutput) -> ActionOutcome {
+        let fail = |message: String| ActionOutcome { ok: false, message };
+        let name = &output.reader;
+        let Some(client) = self.clients.get(usize::from(id.bus)) else {
+            return fail(format!("reader {name} has no bus"));
+        };
+        match client.status().await {
+            Ok(devices) if devices.iter().any(|p| p.address == id.pd && p.online) => {}
+            Ok(_) => return fail(format!("reader {name} is offline")),
+            Err(e) => return fail(format!("reader {name}: {e}")),
+        }
+        let tenths = u16::try_from(output.duration.as_millis() / 100).unwrap_or(u16::MAX);
+        let secs = u8::try_from(output.duration.as_secs().max(1)).unwrap_or(u8::MAX);
+        let mut commands = Vec::new();
+        let mut done = Vec::new();
+        if let Some(colour) = output.led {
+            let mut led = LedControl::temporary(colour, tenths);
+            led.reader = id.reader;
+            commands.push(Command::Led(vec![led]));
+            done.push(format!("LED {}", format!("{colour:?}").to_lowercase()));
+        }
+        if output.beeps > 0 {
+            commands.push(Command::Buzzer(BuzzerControl {
+                reader: id.reader,
+                tone: ToneCode::Default,
+                on_time: 2,
+                off_time: 2,
+                count: output.beeps,
+            }));
+            done.push(format!("{} beeps", output.beeps));
+        }
+        if let Some(text) = &output.text {
+            commands.push(Command::Text(TextControl {
+                reader: id.reader,
+                command: TextCommand::TemporaryNoWrap,
+                temp_time: secs,
+                row: 1,
+                column: 1,
+                text: text.as_bytes().to_vec(),
+            }));
+            done.push("text".to_owned());
+        }
+        for command in commands {
+            if let Err(e) = client.submit(id.pd, command).await {
+                return fail(format!("reader {name}: {e}"));
+            }
+        }
+        ActionOutcome {
+            ok: true,
+            message: format!(
+                "reader {name}: {} for {} ms",
+                done.join(", "),
+                output.duration.as_millis()
+            ),
         }
     }
 

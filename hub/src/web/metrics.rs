@@ -194,6 +194,18 @@ pub fn render(status: &HubStatus) -> Result<String, std::fmt::Error> {
         "Events not yet acknowledged by the cloud",
         clamp(sync.outbox_depth),
     );
+    gauge(
+        &mut registry,
+        "sync_last_contact_seconds",
+        "Unix time of the last packet from the MQTT broker (0: never)",
+        sync.last_contact.map_or(0, |t| t.as_second()),
+    );
+    gauge(
+        &mut registry,
+        "outbox_alarm",
+        "1 while the outbox is at its alarm level (outbox_high or outbox_full)",
+        i64::from(sync.outbox_alarm.is_some()),
+    );
 
     let c = &status.cache;
     family(
@@ -240,6 +252,12 @@ pub fn render(status: &HubStatus) -> Result<String, std::fmt::Error> {
         "Technician actions from the web page",
         n.web_actions,
     );
+    counter(
+        &mut registry,
+        "events_dropped",
+        "Events that could not be stored (outbox full or store failure)",
+        n.events_dropped,
+    );
 
     let mut text = String::new();
     encode(&mut text, &registry)?;
@@ -278,6 +296,9 @@ mod tests {
             ..ReaderStatus::default()
         });
         status.sync.outbox_depth = 17;
+        status.sync.last_contact = Some(jiff::Timestamp::from_second(1_700_000_000).unwrap());
+        status.sync.outbox_alarm = Some("outbox_high".into());
+        status.counters.events_dropped = 3;
         status.cache.credentials = 1_000_000;
         status.counters.granted = 5;
         status.counters.denied = 2;
@@ -309,6 +330,12 @@ mod tests {
             Some(1.0)
         );
         assert_eq!(sample_value(&text, "hub_outbox_depth"), Some(17.0));
+        assert_eq!(
+            sample_value(&text, "hub_sync_last_contact_seconds"),
+            Some(1_700_000_000.0)
+        );
+        assert_eq!(sample_value(&text, "hub_outbox_alarm"), Some(1.0));
+        assert_eq!(sample_value(&text, "hub_events_dropped_total"), Some(3.0));
         assert_eq!(sample_value(&text, "hub_sync_revision"), Some(-1.0));
         assert_eq!(
             sample_value(&text, r#"hub_cache_records{kind="credentials"}"#),

@@ -98,6 +98,62 @@ pub enum Action {
         #[serde(default)]
         pin: Option<PinDigits>,
     },
+    /// Cloud only: release a door's strike for `pulse` (`None`: its
+    /// normal pulse time).
+    #[serde(skip)]
+    CloudUnlock {
+        /// The door's id.
+        door: String,
+        /// How long.
+        pulse: Option<Duration>,
+    },
+    /// Cloud only: lockdown of one door, or of the site when `door` is
+    /// `None`, on or off.
+    #[serde(skip)]
+    Lockdown {
+        /// The door's id; `None`: the whole site.
+        door: Option<String>,
+        /// Start (`true`) or end the lockdown.
+        on: bool,
+    },
+    /// Cloud only: a door's operating mode.
+    #[serde(skip)]
+    DoorMode {
+        /// The door's id.
+        door: String,
+        /// The mode.
+        mode: DoorModeCommand,
+    },
+    /// Cloud only: drive a reader's LED, buzzer and display.
+    #[serde(skip)]
+    ReaderOutput(ReaderOutput),
+}
+
+/// The door modes a cloud command sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DoorModeCommand {
+    /// Back to the schedule: locked, opens for granted credentials (and no
+    /// door lockdown set by a command).
+    Normal,
+    /// Held unlocked until the next door mode command (a lockdown wins).
+    Unlocked,
+    /// Locked for everybody: a door lockdown.
+    Locked,
+}
+
+/// What to show on a reader: LED colour, beeps, text, for how long.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReaderOutput {
+    /// The reader's name.
+    pub reader: String,
+    /// LED colour; `None`: unchanged.
+    pub led: Option<osdp::command::LedColor>,
+    /// Buzzer beeps, 0 to 10.
+    pub beeps: u8,
+    /// Text for the display (at most 32 characters); `None`: unchanged.
+    pub text: Option<String>,
+    /// How long LED and text stay.
+    pub duration: Duration,
 }
 
 /// PIN digits typed on the demo page: zeroized on drop, never shown by
@@ -120,6 +176,10 @@ impl Action {
             Action::Identify { .. } => "identify",
             Action::Check { .. } => "check",
             Action::Present { .. } => "present",
+            Action::CloudUnlock { .. } => "unlock",
+            Action::Lockdown { .. } => "lockdown",
+            Action::DoorMode { .. } => "door_mode",
+            Action::ReaderOutput(_) => "reader_output",
         }
     }
 }

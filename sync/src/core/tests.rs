@@ -659,3 +659,59 @@ fn commands_get_results_by_correlation_id() {
         ("c-4", ResultCode::Invalid)
     );
 }
+
+fn unlock(id: &str) -> Command {
+    Command {
+        correlation_id: id.into(),
+        action: Some(command::Action::MomentaryUnlock(
+            hub_proto::v1::MomentaryUnlock {
+                door: "front".into(),
+                duration_ms: 0,
+            },
+        )),
+    }
+}
+
+#[test]
+fn a_repeated_correlation_id_gets_the_same_result_and_is_not_carried_out_again() {
+    let mut h = Harness::new();
+    h.connect();
+    let first = h.send(Kind::Cmd, &unlock("c-1").encode_to_vec());
+    let first = on(&first, "result");
+    assert_eq!(h.mem.commands.len(), 1);
+    // QoS 1 redelivery of the same command.
+    let again = h.send(Kind::Cmd, &unlock("c-1").encode_to_vec());
+    let again = on(&again, "result");
+    assert_eq!(again.len(), 1);
+    assert_eq!(
+        again[0].payload, first[0].payload,
+        "the same result, byte for byte"
+    );
+    assert_eq!(h.mem.commands.len(), 1, "carried out once");
+    let events: Vec<SyncEvent> = std::iter::from_fn(|| h.core.poll_event()).collect();
+    assert!(events.contains(&SyncEvent::CommandRepeated {
+        correlation_id: "c-1".into()
+    }));
+    // Another id is carried out.
+    h.send(Kind::Cmd, &unlock("c-2").encode_to_vec());
+    assert_eq!(h.mem.commands.len(), 2);
+}
+
+#[test]
+fn the_recent_command_table_is_bounded() {
+    let mut h = Harness::new();
+    h.connect();
+    for i in 0..=RECENT_COMMANDS {
+        h.send(Kind::Cmd, &unlock(&format!("c-{i}")).encode_to_vec());
+    }
+    assert_eq!(h.mem.commands.len(), RECENT_COMMANDS + 1);
+    // The newest ids are remembered...
+    h.send(
+        Kind::Cmd,
+        &unlock(&format!("c-{RECENT_COMMANDS}")).encode_to_vec(),
+    );
+    assert_eq!(h.mem.commands.len(), RECENT_COMMANDS + 1);
+    // ...the oldest fell out of the table and counts as new.
+    h.send(Kind::Cmd, &unlock("c-0").encode_to_vec());
+    assert_eq!(h.mem.commands.len(), RECENT_COMMANDS + 2);
+}
