@@ -57,7 +57,7 @@ use crate::access::view::ViewBuilder;
 use crate::access::{
     AccessCode, Credential, DataSet, Door, Facility, Holiday, ModelError, Schedule, Site, View,
 };
-use crate::store::{self, SnapshotInfo, Store, StoreError};
+use crate::store::{self, ChangeSet, SnapshotInfo, Store, StoreError};
 
 /// Collection of the site record.
 pub const SITE: &str = "site";
@@ -200,12 +200,39 @@ pub fn load_view_with_tzdb(
     store: &Store,
     tzdb: &TimeZoneDatabase,
 ) -> Result<(View, u64), SiteDataError> {
-    let view = store.view();
+    build_view(&store.view(), tzdb)
+}
+
+/// The [`View`] the store's data set would give after `change`, without
+/// writing anything: the change set's records laid over the stored ones
+/// ([`Store::view_with`]). A change set that would leave a bad data set
+/// fails here as [`load_view`] would, so the caller can refuse it before
+/// [`Store::apply`]. The store must be at the change set's base revision
+/// ([`StoreError::RevisionMismatch`] otherwise).
+pub fn load_view_with_changes(
+    store: &Store,
+    change: &ChangeSet,
+) -> Result<(View, u64), SiteDataError> {
+    build_view(&store.view_with(change)?, &TimeZoneDatabase::bundled())
+}
+
+/// The [`View`] of a snapshot being written, before its commit (to refuse
+/// a bad one while the old data set is still in force).
+pub fn staged_view(writer: &store::SnapshotWriter<'_>) -> Result<(View, u64), SiteDataError> {
+    build_view(&writer.view(), &TimeZoneDatabase::bundled())
+}
+
+/// [`load_view`] over any store view (current, with changes laid over, or
+/// a staged snapshot).
+fn build_view(
+    view: &store::View<'_>,
+    tzdb: &TimeZoneDatabase,
+) -> Result<(View, u64), SiteDataError> {
     let revision = view.revision().ok_or(SiteDataError::NoData)?;
     let site: Site = view
         .get(SITE, SITE_KEY)?
         .ok_or(SiteDataError::MissingSite)?;
-    let holidays: Vec<Holiday> = read_all(&view, HOLIDAYS)?;
+    let holidays: Vec<Holiday> = read_all(view, HOLIDAYS)?;
     let mut b = ViewBuilder::new(&site, &holidays, tzdb)?;
     // The records the view keeps.
     let mut kept = DataSet {
@@ -213,7 +240,7 @@ pub fn load_view_with_tzdb(
         holidays,
         ..DataSet::default()
     };
-    kept.doors = read_all::<Door>(&view, DOORS)?;
+    kept.doors = read_all::<Door>(view, DOORS)?;
     for door in &kept.doors {
         b.door(door)?;
     }
@@ -227,21 +254,21 @@ pub fn load_view_with_tzdb(
         b.credential(&item?.1)?;
     }
     b.end_credentials()?;
-    kept.schedules = read_all::<Schedule>(&view, SCHEDULES)?;
+    kept.schedules = read_all::<Schedule>(view, SCHEDULES)?;
     for schedule in &kept.schedules {
         b.schedule(schedule)?;
     }
     for item in view.iter(ACCESSES) {
         b.access(&item?.1)?;
     }
-    kept.facilities = read_all::<Facility>(&view, FACILITIES)?;
+    kept.facilities = read_all::<Facility>(view, FACILITIES)?;
     for facility in &kept.facilities {
         b.facility(facility)?;
     }
     for item in view.iter(EVENTS) {
         b.event(&item?.1)?;
     }
-    kept.access_codes = read_all::<AccessCode>(&view, ACCESS_CODES)?;
+    kept.access_codes = read_all::<AccessCode>(view, ACCESS_CODES)?;
     for code in &kept.access_codes {
         b.access_code(code)?;
     }
