@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hub::access::scale::{self, Spec};
-use hub::access::{decide, Credential, View};
+use hub::access::{decide, Credential, Secret, View};
 use hub::cloud::convert::{self, Record};
 use hub::cloud::{CloudState, Hooks};
 use hub::site_data;
@@ -190,24 +190,25 @@ fn phase_attached(path: &Path) {
     // One new card credential per revision, for an existing user.
     let template: Credential = store
         .view()
-        .iter::<Credential>(site_data::CREDENTIALS)
+        .iter::<Vec<Credential>>(site_data::CREDENTIAL_CHUNKS)
         .next()
         .unwrap()
         .unwrap()
-        .1;
+        .1
+        .swap_remove(0);
     let revisions = env("REVISIONS", 20);
     let mut times = Vec::new();
     for i in 0..revisions {
         let mut c = template.clone();
         c.id = format!("bench-{i}").into();
-        c.code = Some(format!("251:{}", 90_000_000 + i).into());
+        c.code = Some(Secret::new(format!("251:{}", 90_000_000 + i)));
         let r = pb::Revision {
             base_revision: 1 + i,
             revision: 2 + i,
             changes: vec![pb::Change {
-                op: Some(pb::change::Op::Upsert(convert::to_proto(&Record::Credential(
-                    c,
-                )))),
+                op: Some(pb::change::Op::Upsert(convert::to_proto(
+                    &Record::Credential(c),
+                ))),
             }],
         };
         let t = Instant::now();

@@ -64,7 +64,7 @@ use jiff::Timestamp;
 use crate::access::{CodeFailure, CodeStatus, ModelError, RemovedReason, View};
 use crate::events::{EventKind, HubEvent};
 use crate::site_data;
-use crate::store::{ChangeSet, SnapshotWriter, Store, StoreError};
+use crate::store::{SnapshotWriter, Store, StoreError};
 use convert::{ChangeOp, ConvertError, Record};
 
 /// Errors of starting the sync.
@@ -630,7 +630,7 @@ impl LocalState for CloudState {
         let ops = convert::parse_changes(r.changes.clone()).map_err(convert_err)?;
         let mut touched_codes = HashSet::new();
         let mut deleted_codes = Vec::new();
-        let mut change = ChangeSet::new(r.base_revision, r.revision);
+        let mut change = site_data::DataChange::new(r.base_revision, r.revision);
         for op in &ops {
             match op {
                 ChangeOp::Upsert(record) => {
@@ -641,19 +641,25 @@ impl LocalState for CloudState {
                     let Some((collection, k)) = convert::store_key(&key) else {
                         continue;
                     };
-                    each_record!(record, x => change.upsert(collection, k, x))
-                        .map_err(store_err)?;
+                    if let Record::Credential(c) = record {
+                        // Stored in chunks: resolved against the store below.
+                        change.upsert_credential(c.clone());
+                    } else {
+                        each_record!(record, x => change.upsert(collection, k, x))
+                            .map_err(site_data_err)?;
+                    }
                 }
                 ChangeOp::Delete(key) => {
                     if key.kind == pb::EntityKind::AccessCode as i32 {
                         deleted_codes.push(key.id.clone());
                     }
                     if let Some((collection, k)) = convert::store_key(key) {
-                        change.delete(collection, k);
+                        change.delete(collection, &k);
                     }
                 }
             }
         }
+        let change = change.resolve(&self.store).map_err(site_data_err)?;
         // The whole data set as it would be, checked, before anything is
         // written: a bad revision changes nothing.
         let (view, _) =
@@ -723,8 +729,9 @@ impl LocalState for CloudState {
             if pending.duplicate.is_some() {
                 continue;
             }
-            let fresh = each_record!(&record, x => pending.writer.put_new(collection, &k, x))
-                .map_err(store_err)?;
+            let fresh =
+                each_record!(&record, x => site_data::stage(&mut pending.writer, collection, &k, x))
+                    .map_err(site_data_err)?;
             if !fresh {
                 pending.duplicate = Some(key);
             }
@@ -736,7 +743,7 @@ impl LocalState for CloudState {
         // Taken: whatever happens below, this snapshot is finished (an
         // error drops the writer, which discards the staged records).
         let Some(PendingSnapshot {
-            writer,
+            mut writer,
             has_site,
             duplicate,
         }) = self.pending.take()
@@ -761,6 +768,7 @@ impl LocalState for CloudState {
                 "two records of one kind share this id",
             ));
         }
+        site_data::seal(&mut writer).map_err(site_data_err)?;
         // Checked from the staged records while the old data set is still
         // in force.
         let (view, revision) = site_data::staged_view(&writer).map_err(site_data_err)?;

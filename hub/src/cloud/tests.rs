@@ -402,8 +402,7 @@ fn the_daemon_gets_the_syncs_own_view_and_revisions_go_through_the_store() {
         s.view().unwrap().counts().credentials,
         counts.credentials + 1
     );
-    let stored: Option<crate::access::Credential> =
-        store.get(site_data::CREDENTIALS, b"c-ann-card-2").unwrap();
+    let stored = site_data::credential(&store, "c-ann-card-2").unwrap();
     assert_eq!(stored, Some(new_card.clone()));
 
     // A second credential with the same card: refused, nothing changes.
@@ -432,8 +431,7 @@ fn the_daemon_gets_the_syncs_own_view_and_revisions_go_through_the_store() {
     assert_eq!((s.revision(), store.revision()), (Some(2), Some(2)));
     assert!(Arc::ptr_eq(s.view().unwrap(), &view));
     assert_eq!(handed.lock().unwrap().len(), 2);
-    let kept: Option<crate::access::Credential> =
-        store.get(site_data::CREDENTIALS, b"c-ann-card").unwrap();
+    let kept = site_data::credential(&store, "c-ann-card").unwrap();
     assert!(kept.is_some());
 
     // A snapshot with a credential of an unknown user: refused after its

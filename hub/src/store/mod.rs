@@ -774,6 +774,25 @@ impl View<'_> {
         })
     }
 
+    /// The stored record with the greatest key at or below `key`, else the
+    /// collection's first record (`None`: the collection is empty). For a
+    /// collection kept in ranges (a record per range, keyed by its lowest
+    /// key). Reads the stored records only, not a change set laid over them
+    /// ([`Store::view_with`]).
+    pub fn floor_or_first_raw(
+        &self,
+        collection: &str,
+        key: impl AsRef<[u8]>,
+    ) -> Result<Option<(sled::IVec, sled::IVec)>> {
+        let Some(tree) = self.trees().get(collection) else {
+            return Ok(None);
+        };
+        match tree.range(..=key.as_ref()).next_back() {
+            Some(found) => Ok(Some(found?)),
+            None => Ok(tree.first()?),
+        }
+    }
+
     /// Number of records in a collection (walks the collection).
     pub fn len(&self, collection: &str) -> usize {
         match self.changes(collection) {
@@ -921,6 +940,31 @@ impl SnapshotWriter<'_> {
             },
             overlay: None,
         }
+    }
+
+    /// Every record put so far into a collection, in key order; the
+    /// iterator does not borrow the writer (to rewrite a staging collection
+    /// into another, then [`SnapshotWriter::remove`] it).
+    pub fn records_of(
+        &self,
+        collection: &str,
+    ) -> impl Iterator<Item = Result<(sled::IVec, sled::IVec)>> + 'static {
+        self.trees
+            .get(collection)
+            .map(sled::Tree::iter)
+            .into_iter()
+            .flatten()
+            .map(|item| item.map_err(StoreError::from))
+    }
+
+    /// Drops a collection and its records from the snapshot.
+    pub fn remove(&mut self, collection: &str) -> Result<()> {
+        if self.trees.remove(collection).is_some() {
+            self.store
+                .db
+                .drop_tree(tree_name(self.generation, collection))?;
+        }
+        Ok(())
     }
 
     fn tree(&mut self, collection: &str) -> Result<&sled::Tree> {
