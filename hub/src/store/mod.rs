@@ -98,8 +98,9 @@
 //!
 //! # Cache
 //!
-//! [`StoreConfig::cache_capacity`] defaults to 8 MiB (sled's default is
-//! 1 GiB): a Raspberry Pi has 1 to 8 GiB for everything. Lookups that miss
+//! [`StoreConfig::cache_capacity`] defaults to 2 MiB (sled's default is
+//! 1 GiB): a small board has 512 MiB to 8 GiB for everything, and the hub
+//! decides from its in-memory view, not from the store. Lookups that miss
 //! the cache read one page from disk (the OS page cache usually has it).
 //!
 //! # Opening a broken database
@@ -250,7 +251,7 @@ pub enum Durability {
 pub struct StoreConfig {
     /// The store's directory (created when missing).
     pub path: PathBuf,
-    /// sled's page cache in bytes. Default 8 MiB.
+    /// sled's page cache in bytes. Default 2 MiB.
     pub cache_capacity: u64,
     /// Group-commit interval of the flusher thread. Default 25 ms.
     pub flush_interval: Duration,
@@ -274,7 +275,7 @@ impl StoreConfig {
     pub fn new(path: impl Into<PathBuf>) -> Self {
         Self {
             path: path.into(),
-            cache_capacity: 8 * 1024 * 1024,
+            cache_capacity: 2 * 1024 * 1024,
             flush_interval: Duration::from_millis(25),
             durability: Durability::GroupCommit,
             outbox_limit_bytes: 64 * 1024 * 1024,
