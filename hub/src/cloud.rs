@@ -29,8 +29,10 @@
 //! - The data set lives in the store; the sync holds only the compact
 //!   [`View`] built from it ([`site_data::load_view`]), the same `Arc<View>`
 //!   it hands to the daemon ([`Hooks::on_new_data`]).
-//! - A revision becomes a store [`ChangeSet`]; the new view is built from
-//!   the store with the change set laid over it
+//! - A revision becomes one store [`ChangeSet`](crate::store::ChangeSet)
+//!   (through [`site_data::DataChange`], which turns credential changes
+//!   into changes of their chunks); the new view is built from the store
+//!   with the change set laid over it
 //!   ([`site_data::load_view_with_changes`]), which checks the whole data
 //!   set (a change that would leave a reference to an unknown record, a
 //!   duplicate card or PIN, an invalid schedule is rejected and changes
