@@ -838,12 +838,13 @@ mod tests {
     fn credentials_are_stored_in_chunks_and_changed_one_by_one() {
         let dir = tempfile::TempDir::new().unwrap();
         let store = open(&dir);
-        let data = scale_data(2500);
+        let n = 2 * CHUNK + CHUNK / 2;
+        let data = scale_data(n as u64);
         save_snapshot(&store, &data, 1).unwrap();
         let stored = chunks(&store);
         assert_eq!(
             stored.iter().map(|(_, ids)| ids.len()).collect::<Vec<_>>(),
-            [CHUNK, CHUNK, 500]
+            [CHUNK, CHUNK, CHUNK / 2]
         );
         for (key, ids) in &stored {
             assert_eq!(key, &ids[0]);
@@ -874,7 +875,7 @@ mod tests {
         // Two chunks rewritten (first: re-keyed), the third untouched.
         assert_eq!(store.revision(), Some(1));
         let (view, revision) = load_view_with_changes(&store, &change).unwrap();
-        assert_eq!((view.counts().credentials, revision), (2500, 2));
+        assert_eq!((view.counts().credentials, revision), (n, 2));
         store.apply(&change).unwrap();
         for c in expected.credentials.iter_mut() {
             if c.id.as_str() == inside {
@@ -893,12 +894,12 @@ mod tests {
         assert_eq!(credential(&store, "a-first").unwrap(), Some(below));
         assert_eq!(credential(&store, &lowest).unwrap(), None);
         let (view, _) = load_view(&store).unwrap();
-        assert_eq!(view.counts().credentials, 2500);
+        assert_eq!(view.counts().credentials, n);
 
         // A chunk that grows past twice CHUNK is split.
         let mut change = DataChange::new(2, 3);
         let template = expected.credentials[0].clone();
-        for i in 0..1600 {
+        for i in 0..2 * CHUNK {
             let mut c = template.clone();
             // Ids sorting inside the last chunk.
             c.id = format!("{}-x{i:04}", stored[2].1[0]).into();
@@ -910,7 +911,7 @@ mod tests {
         let after = chunks(&store);
         assert_eq!(
             after.iter().map(|(_, ids)| ids.len()).collect::<Vec<_>>(),
-            [CHUNK, CHUNK, CHUNK, CHUNK, 100]
+            [CHUNK, CHUNK, CHUNK, CHUNK, CHUNK / 2]
         );
         for (key, ids) in &after {
             assert_eq!(key, &ids[0]);
@@ -942,7 +943,7 @@ mod tests {
     fn a_streamed_snapshot_chunks_its_credentials_and_refuses_a_repeated_id() {
         let dir = tempfile::TempDir::new().unwrap();
         let store = open(&dir);
-        let data = scale_data(1500);
+        let data = scale_data((CHUNK + CHUNK / 2) as u64);
         let mut w = store.begin_snapshot(5).unwrap();
         stage(&mut w, SITE, SITE_KEY, &data.site).unwrap();
         for d in &data.doors {
@@ -961,7 +962,10 @@ mod tests {
         assert!(!stage(&mut w, CREDENTIALS, "c7", &data.credentials[0]).unwrap());
         seal(&mut w).unwrap();
         let (view, revision) = staged_view(&w).unwrap();
-        assert_eq!((view.counts().credentials, revision), (1500, 5));
+        assert_eq!(
+            (view.counts().credentials, revision),
+            (CHUNK + CHUNK / 2, 5)
+        );
         w.commit().unwrap();
         let mut expected = data.clone();
         expected.accesses.clear();
@@ -972,7 +976,7 @@ mod tests {
                 .iter()
                 .map(|(_, ids)| ids.len())
                 .collect::<Vec<_>>(),
-            [CHUNK, 500]
+            [CHUNK, CHUNK / 2]
         );
     }
 
