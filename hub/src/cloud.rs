@@ -9,9 +9,10 @@
 //! use hub::cloud::{self, CloudConfig, Hooks};
 //! let config = CloudConfig::plain("acme", "hub-1", "127.0.0.1", 1883);
 //! let hooks = Hooks {
-//!     // Called after every applied revision or snapshot: rebuild the View.
-//!     on_new_data: Box::new(|data, revision| {
-//!         let _view = hub::access::View::build(data.clone());
+//!     // Called after every applied revision or snapshot with the new view
+//!     // (the sync keeps the same `Arc`: one view in the process).
+//!     on_new_data: Box::new(|view, revision| {
+//!         let _doors = view.counts().doors;
 //!         let _ = revision;
 //!     }),
 //!     ..Hooks::default()
@@ -25,14 +26,24 @@
 //! # Ok(()) }
 //! ```
 //!
-//! - A revision is applied to a copy of the data set in memory, checked
-//!   whole with [`View::build`] (a change that would leave a reference to
-//!   an unknown record, a duplicate card or PIN, an invalid schedule is
-//!   rejected and changes nothing), then written as one store
-//!   [`ChangeSet`] (atomic, with its revision).
-//! - Snapshot chunks are collected in memory and written as one store
-//!   snapshot at the last chunk ([`site_data::save_snapshot`]): a snapshot
-//!   that stops midway leaves the old data set.
+//! - The data set lives in the store; the sync holds only the compact
+//!   [`View`] built from it ([`site_data::load_view`]), the same `Arc<View>`
+//!   it hands to the daemon ([`Hooks::on_new_data`]).
+//! - A revision becomes one store [`ChangeSet`](crate::store::ChangeSet)
+//!   (through [`site_data::DataChange`], which turns credential changes
+//!   into changes of their chunks); the new view is built from the store
+//!   with the change set laid over it
+//!   ([`site_data::load_view_with_changes`]), which checks the whole data
+//!   set (a change that would leave a reference to an unknown record, a
+//!   duplicate card or PIN, an invalid schedule is rejected and changes
+//!   nothing); only then is the change set applied (atomic, with its
+//!   revision) and the view installed. Nothing copies the data set.
+//! - Snapshot chunks go straight into a store snapshot
+//!   ([`Store::begin_shared_snapshot`], invisible until its commit). At the
+//!   last chunk the view is built from the staged records
+//!   ([`site_data::staged_view`]); a bad snapshot (no site, a duplicate id,
+//!   an unknown reference...) is dropped and the old data set stays in
+//!   force, as it does when a snapshot stops midway.
 //! - Outbox records are the daemon's [`HubEvent`]s; they are sent as
 //!   `hub.v1.AccessEvent` ([`access_event`]) with the outbox's sequence
 //!   number.
@@ -52,12 +63,10 @@ use hub_sync::driver::{self, MqttSettings, SyncHandle, TlsFiles};
 use hub_sync::{LocalError, LocalState, SyncConfig, Topics};
 use jiff::Timestamp;
 
-use crate::access::{
-    AccessKind, CodeFailure, CodeStatus, DataSet, ModelError, RemovedReason, View,
-};
+use crate::access::{CodeFailure, CodeStatus, ModelError, RemovedReason, View};
 use crate::events::{EventKind, HubEvent};
 use crate::site_data;
-use crate::store::{ChangeSet, Store, StoreError};
+use crate::store::{SnapshotWriter, Store, StoreError};
 use convert::{ChangeOp, ConvertError, Record};
 
 /// Errors of starting the sync.
@@ -169,8 +178,9 @@ impl CloudConfig {
     }
 }
 
-/// A callback for new data: the data set and its revision.
-pub type OnNewData = Box<dyn FnMut(&DataSet, u64) + Send>;
+/// A callback for new data: the new view (shared with the sync) and its
+/// revision.
+pub type OnNewData = Box<dyn FnMut(Arc<View>, u64) + Send>;
 /// A callback that carries out a door or reader command.
 pub type OnCommand = Box<dyn FnMut(&pb::Command) -> pb::CommandResult + Send>;
 /// A callback that fills in readers, doors and alarms of a health report.
@@ -178,7 +188,7 @@ pub type OnHealth = Box<dyn FnMut(&mut pb::Health) + Send>;
 
 /// What the daemon plugs in.
 pub struct Hooks {
-    /// A revision or snapshot was applied: here is the new data set.
+    /// A revision or snapshot was applied: here is the new view.
     pub on_new_data: OnNewData,
     /// Door and reader commands. Default: `UNSUPPORTED`.
     pub command: OnCommand,
@@ -227,6 +237,30 @@ pub fn run_sync(
     };
     mqtt.keep_alive = config.keepalive;
     Ok(run_sync_with(SyncConfig::new(topics), mqtt, store, hooks))
+}
+
+/// [`run_sync`] starting from a view the caller already built from the
+/// store (with its revision; `None`: the store has no data set), so the
+/// process holds one view, not two.
+pub fn run_sync_sharing(
+    config: &CloudConfig,
+    store: Arc<Store>,
+    current: Option<(Arc<View>, u64)>,
+    hooks: Hooks,
+) -> Result<SyncHandle<CloudState>, CloudError> {
+    let topics = Topics::new(&config.tenant, &config.hub_id)?;
+    let mut mqtt = match &config.tls {
+        Some(files) => MqttSettings::tls(
+            config.host.clone(),
+            config.port,
+            config.hub_id.clone(),
+            driver::tls_config(files)?,
+        ),
+        None => MqttSettings::plain(config.host.clone(), config.port, config.hub_id.clone()),
+    };
+    mqtt.keep_alive = config.keepalive;
+    let state = CloudState::with_view(store, hooks, current);
+    Ok(driver::spawn(SyncConfig::new(topics), mqtt, state))
 }
 
 /// [`run_sync`] with every engine and MQTT setting given.
@@ -340,10 +374,11 @@ fn reason_class(rule: &str) -> pb::ReasonCode {
 pub struct CloudState {
     store: Arc<Store>,
     hooks: Hooks,
-    /// The current data set, checked; `None` before the first snapshot.
-    view: Option<View>,
+    /// The view of the store's data set (shared with the daemon); `None`
+    /// before the first snapshot.
+    view: Option<Arc<View>>,
     revision: Option<u64>,
-    pending: Option<(u64, DataSet, bool)>,
+    pending: Option<PendingSnapshot>,
     reported_codes: HashMap<String, CodeStatus>,
     reported_expired: HashSet<String>,
 }
@@ -353,6 +388,57 @@ impl std::fmt::Debug for CloudState {
         f.debug_struct("CloudState")
             .field("revision", &self.revision)
             .finish_non_exhaustive()
+    }
+}
+
+/// A snapshot being received: its records are staged in the store.
+struct PendingSnapshot {
+    writer: SnapshotWriter<'static>,
+    has_site: bool,
+    /// The first id given twice: the commit refuses the snapshot (as it
+    /// refuses any other inconsistency, once every chunk is in).
+    duplicate: Option<pb::EntityKey>,
+}
+
+/// Runs `$body` with `$x` bound to the record inside any [`Record`].
+macro_rules! each_record {
+    ($record:expr, $x:ident => $body:expr) => {
+        match $record {
+            Record::Site($x) => $body,
+            Record::Door($x) => $body,
+            Record::User($x) => $body,
+            Record::Credential($x) => $body,
+            Record::AccessCode($x) => $body,
+            Record::Schedule($x) => $body,
+            Record::Holiday($x) => $body,
+            Record::Access($x) => $body,
+            Record::Facility($x) => $body,
+            Record::Event($x) => $body,
+            Record::Member($x) => $body,
+        }
+    };
+}
+
+fn site_data_err(e: site_data::SiteDataError) -> LocalError {
+    use site_data::SiteDataError as E;
+    match e {
+        E::Model(e) => model_err(e),
+        E::MissingSite | E::NoData => LocalError::rejected(
+            pb::ErrorCode::Invalid,
+            None,
+            "the data set has no site record",
+        ),
+        E::Store(StoreError::RevisionMismatch { .. }) => LocalError::rejected(
+            pb::ErrorCode::RevisionGap,
+            None,
+            "the store is at another revision",
+        ),
+        E::DuplicateKey { collection, key } => LocalError::rejected(
+            pb::ErrorCode::Inconsistent,
+            None,
+            format!("two records in {collection} have the key {key:?}"),
+        ),
+        e => store_err(e),
     }
 }
 
@@ -438,20 +524,25 @@ impl CloudState {
     /// Loads the current data set from the store. A store without a usable
     /// data set counts as "no data" (the engine asks for a snapshot).
     pub fn new(store: Arc<Store>, hooks: Hooks) -> Self {
-        let (view, revision) = match site_data::load(&store) {
-            Ok((data, revision)) => match View::build(data) {
-                Ok(view) => (Some(view), Some(revision)),
-                Err(e) => {
-                    tracing::warn!("the stored data set is unusable ({e}): asking for a snapshot");
-                    (None, None)
-                }
-            },
+        let current = match site_data::load_view(&store) {
+            Ok((view, revision)) => Some((Arc::new(view), revision)),
             Err(e) => {
                 if !e.needs_full_resync() {
                     tracing::warn!("cannot load the stored data set ({e}): asking for a snapshot");
                 }
-                (None, None)
+                None
             }
+        };
+        Self::with_view(store, hooks, current)
+    }
+
+    /// Starts from a view already built from the store's data set, with
+    /// its revision (`None`: no usable data set, the engine asks for a
+    /// snapshot). The view is shared, not copied.
+    pub fn with_view(store: Arc<Store>, hooks: Hooks, current: Option<(Arc<View>, u64)>) -> Self {
+        let (view, revision) = match current {
+            Some((view, revision)) => (Some(view), Some(revision)),
+            None => (None, None),
         };
         Self {
             store,
@@ -464,9 +555,11 @@ impl CloudState {
         }
     }
 
-    /// The current data set, when there is one.
-    pub fn data(&self) -> Option<&DataSet> {
-        self.view.as_ref().map(View::data)
+    /// The current view, when there is a data set. It keeps the small
+    /// collections as records ([`View::data`]); users, credentials,
+    /// accesses, events and members are in the store.
+    pub fn view(&self) -> Option<&Arc<View>> {
+        self.view.as_ref()
     }
 
     fn clock(&self) -> Timestamp {
@@ -497,14 +590,13 @@ impl CloudState {
                 self.reported_codes.insert(id.to_string(), status);
             }
         }
-        for a in &view.data().accesses {
-            let expired = a.kind == AccessKind::Temporary && a.valid_to.is_some_and(|to| to <= now);
-            if expired && (!only_changed || !self.reported_expired.contains(a.id.as_str())) {
-                self.reported_expired.insert(a.id.to_string());
+        for id in view.expired_temporary_accesses(now) {
+            if !only_changed || !self.reported_expired.contains(id) {
+                self.reported_expired.insert(id.to_owned());
                 out.push(pb::EntityStatus {
                     key: Some(pb::EntityKey {
                         kind: pb::EntityKind::Access as i32,
-                        id: a.id.to_string(),
+                        id: id.to_owned(),
                     }),
                     kind: pb::StatusKind::AccessExpired as i32,
                     reason: "valid_to passed".into(),
@@ -517,9 +609,11 @@ impl CloudState {
     }
 
     fn install(&mut self, view: View, revision: u64) {
-        (self.hooks.on_new_data)(view.data(), revision);
-        self.view = Some(view);
+        let view = Arc::new(view);
+        // Ours first: the old view goes as soon as the daemon lets it go.
+        self.view = Some(Arc::clone(&view));
         self.revision = Some(revision);
+        (self.hooks.on_new_data)(view, revision);
     }
 }
 
@@ -529,17 +623,17 @@ impl LocalState for CloudState {
     }
 
     fn apply_revision(&mut self, r: &pb::Revision) -> Result<Vec<pb::EntityStatus>, LocalError> {
-        let Some(view) = &self.view else {
+        if self.view.is_none() {
             return Err(LocalError::rejected(
                 pb::ErrorCode::RevisionGap,
                 None,
                 "no data set to apply a revision to",
             ));
-        };
+        }
         let ops = convert::parse_changes(r.changes.clone()).map_err(convert_err)?;
         let mut touched_codes = HashSet::new();
         let mut deleted_codes = Vec::new();
-        let mut change = ChangeSet::new(r.base_revision, r.revision);
+        let mut change = site_data::DataChange::new(r.base_revision, r.revision);
         for op in &ops {
             match op {
                 ChangeOp::Upsert(record) => {
@@ -550,34 +644,29 @@ impl LocalState for CloudState {
                     let Some((collection, k)) = convert::store_key(&key) else {
                         continue;
                     };
-                    let res = match record {
-                        Record::Site(x) => change.upsert(collection, k, x),
-                        Record::Door(x) => change.upsert(collection, k, x),
-                        Record::User(x) => change.upsert(collection, k, x),
-                        Record::Credential(x) => change.upsert(collection, k, x),
-                        Record::AccessCode(x) => change.upsert(collection, k, x),
-                        Record::Schedule(x) => change.upsert(collection, k, x),
-                        Record::Holiday(x) => change.upsert(collection, k, x),
-                        Record::Access(x) => change.upsert(collection, k, x),
-                        Record::Facility(x) => change.upsert(collection, k, x),
-                        Record::Event(x) => change.upsert(collection, k, x),
-                        Record::Member(x) => change.upsert(collection, k, x),
-                    };
-                    res.map_err(store_err)?;
+                    if let Record::Credential(c) = record {
+                        // Stored in chunks: resolved against the store below.
+                        change.upsert_credential(c.clone());
+                    } else {
+                        each_record!(record, x => change.upsert(collection, k, x))
+                            .map_err(site_data_err)?;
+                    }
                 }
                 ChangeOp::Delete(key) => {
                     if key.kind == pb::EntityKind::AccessCode as i32 {
                         deleted_codes.push(key.id.clone());
                     }
                     if let Some((collection, k)) = convert::store_key(key) {
-                        change.delete(collection, k);
+                        change.delete(collection, &k);
                     }
                 }
             }
         }
-        let mut data = view.data().clone();
-        convert::apply_changes(&mut data, ops).map_err(convert_err)?;
-        let view = View::build(data).map_err(model_err)?;
+        let change = change.resolve(&self.store).map_err(site_data_err)?;
+        // The whole data set as it would be, checked, before anything is
+        // written: a bad revision changes nothing.
+        let (view, _) =
+            site_data::load_view_with_changes(&self.store, &change).map_err(site_data_err)?;
         match self.store.apply(&change) {
             Ok(()) => {}
             Err(StoreError::RevisionMismatch { .. }) => {
@@ -605,12 +694,19 @@ impl LocalState for CloudState {
     }
 
     fn snapshot_begin(&mut self, revision: u64) -> Result<(), LocalError> {
-        self.pending = Some((revision, DataSet::default(), false));
+        // An unfinished one is dropped (discarded) first.
+        self.pending = None;
+        let writer = Store::begin_shared_snapshot(&self.store, revision).map_err(store_err)?;
+        self.pending = Some(PendingSnapshot {
+            writer,
+            has_site: false,
+            duplicate: None,
+        });
         Ok(())
     }
 
     fn snapshot_chunk(&mut self, entities: Vec<pb::Entity>) -> Result<(), LocalError> {
-        let Some((_, data, has_site)) = self.pending.as_mut() else {
+        let Some(pending) = self.pending.as_mut() else {
             return Err(LocalError::rejected(
                 pb::ErrorCode::SnapshotBroken,
                 None,
@@ -619,23 +715,42 @@ impl LocalState for CloudState {
         };
         for e in entities {
             let record = convert::from_proto(e).map_err(convert_err)?;
+            let key = record.key();
             if let Record::Site(_) = record {
-                if *has_site {
+                if pending.has_site {
                     return Err(LocalError::rejected(
                         pb::ErrorCode::Invalid,
-                        Some(record.key()),
+                        Some(key),
                         "two site records in one snapshot",
                     ));
                 }
-                *has_site = true;
+                pending.has_site = true;
             }
-            convert::push(data, record);
+            let Some((collection, k)) = convert::store_key(&key) else {
+                continue;
+            };
+            if pending.duplicate.is_some() {
+                continue;
+            }
+            let fresh =
+                each_record!(&record, x => site_data::stage(&mut pending.writer, collection, &k, x))
+                    .map_err(site_data_err)?;
+            if !fresh {
+                pending.duplicate = Some(key);
+            }
         }
         Ok(())
     }
 
     fn snapshot_commit(&mut self) -> Result<Vec<pb::EntityStatus>, LocalError> {
-        let Some((revision, data, has_site)) = self.pending.take() else {
+        // Taken: whatever happens below, this snapshot is finished (an
+        // error drops the writer, which discards the staged records).
+        let Some(PendingSnapshot {
+            mut writer,
+            has_site,
+            duplicate,
+        }) = self.pending.take()
+        else {
             return Err(LocalError::rejected(
                 pb::ErrorCode::SnapshotBroken,
                 None,
@@ -649,15 +764,18 @@ impl LocalState for CloudState {
                 "the snapshot has no site record",
             ));
         }
-        let view = View::build(data).map_err(model_err)?;
-        site_data::save_snapshot(&self.store, view.data(), revision).map_err(|e| match e {
-            site_data::SiteDataError::DuplicateKey { collection, key } => LocalError::rejected(
+        if let Some(key) = duplicate {
+            return Err(LocalError::rejected(
                 pb::ErrorCode::Inconsistent,
-                None,
-                format!("two records in {collection} have the key {key:?}"),
-            ),
-            e => store_err(e),
-        })?;
+                Some(key),
+                "two records of one kind share this id",
+            ));
+        }
+        site_data::seal(&mut writer).map_err(site_data_err)?;
+        // Checked from the staged records while the old data set is still
+        // in force.
+        let (view, revision) = site_data::staged_view(&writer).map_err(site_data_err)?;
+        writer.commit().map_err(store_err)?;
         self.install(view, revision);
         self.reported_codes.clear();
         self.reported_expired.clear();
@@ -706,18 +824,19 @@ impl LocalState for CloudState {
             outbox_depth: self.store.outbox().depth(),
             ..pb::Health::default()
         };
-        if let Some(d) = self.data() {
+        if let Some(view) = &self.view {
+            let c = view.counts();
             h.cache = Some(pb::CacheCounts {
-                doors: d.doors.len() as u64,
-                users: d.users.len() as u64,
-                credentials: d.credentials.len() as u64,
-                access_codes: d.access_codes.len() as u64,
-                schedules: d.schedules.len() as u64,
-                holidays: d.holidays.len() as u64,
-                accesses: d.accesses.len() as u64,
-                facilities: d.facilities.len() as u64,
-                events: d.events.len() as u64,
-                members: d.members.len() as u64,
+                doors: c.doors as u64,
+                users: c.users as u64,
+                credentials: c.credentials as u64,
+                access_codes: c.access_codes as u64,
+                schedules: c.schedules as u64,
+                holidays: c.holidays as u64,
+                accesses: c.accesses as u64,
+                facilities: c.facilities as u64,
+                events: c.events as u64,
+                members: c.members as u64,
             });
         }
         (self.hooks.health)(&mut h);

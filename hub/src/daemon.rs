@@ -394,7 +394,11 @@ pub async fn run_with(config: Config, options: RunOptions) -> Result<(), DaemonE
             "previous run did not stop cleanly; these event numbers are skipped"
         );
     }
-    let view = Arc::new(load_view(&config, &store, &log)?);
+    let (view, revision) = load_view(&config, &store, &log)?;
+    let view = Arc::new(view);
+    // The cloud sync shares this view (one in the process); none when the
+    // store had no data set (the placeholder is not the store's).
+    let mut stored_view = revision.map(|r| (Arc::clone(&view), r));
     let (view_changed, view_rx) = watch::channel(());
     // Lockdowns and door modes set by cloud commands before a restart.
     let overrides = commands::Overrides::load(&config.storage.path);
@@ -474,12 +478,11 @@ pub async fn run_with(config: Config, options: RunOptions) -> Result<(), DaemonE
             let cloud_config = cloud::CloudConfig::from_settings(settings)?;
             let for_data = Arc::clone(&hub);
             let hooks = cloud::Hooks {
-                on_new_data: Box::new(move |data, revision| match View::build(data.clone()) {
-                    Ok(view) => {
-                        info!(revision, "new data set from the cloud in force");
-                        for_data.replace_view(Arc::new(view));
-                    }
-                    Err(e) => warn!(revision, "data set from the cloud not usable: {e}"),
+                // The sync built and checked the view from the store; the
+                // same Arc serves the doors and the HTTP check.
+                on_new_data: Box::new(move |view, revision| {
+                    info!(revision, "new data set from the cloud in force");
+                    for_data.replace_view(view);
                 }),
                 command: commands::command_hook(
                     actions_tx.clone(),
@@ -495,7 +498,12 @@ pub async fn run_with(config: Config, options: RunOptions) -> Result<(), DaemonE
                 }),
                 ..cloud::Hooks::default()
             };
-            let handle = cloud::run_sync(&cloud_config, Arc::clone(&store), hooks)?;
+            let handle = cloud::run_sync_sharing(
+                &cloud_config,
+                Arc::clone(&store),
+                stored_view.take(),
+                hooks,
+            )?;
             log.notify_on_append(handle.outbox_notifier());
             info!(
                 url = %settings.url,
@@ -646,27 +654,33 @@ fn serve(
 }
 
 /// The view from the store, seeded from the data set file when the store
-/// has none.
-fn load_view(config: &Config, store: &Store, log: &EventLog) -> Result<View, DaemonError> {
+/// has none, with the store's revision (`None`: the store has no data set
+/// and the view is an empty placeholder).
+fn load_view(
+    config: &Config,
+    store: &Store,
+    log: &EventLog,
+) -> Result<(View, Option<u64>), DaemonError> {
     // Straight from the store into the compact view: no full DataSet in
     // memory on the way (docs/benchmarks.md, decide_scale).
-    let view = match site_data::load_view(store) {
+    let (view, revision) = match site_data::load_view(store) {
         Ok((view, revision)) => {
             info!(revision, "data set loaded from the store");
-            view
+            (view, Some(revision))
         }
         Err(e) if e.needs_full_resync() => match &config.site.dataset_file {
-            Some(path) => seed(path, store, log)?,
+            Some(path) => (seed(path, store, log)?, Some(0)),
             None => {
                 warn!("no data set in the store and no site.dataset_file: every request is denied until one arrives");
-                View::build(DataSet {
+                let placeholder = View::build(DataSet {
                     site: access::Site {
                         id: config.site.id.clone(),
                         time_zone: config.site.time_zone.clone(),
                         ..access::Site::default()
                     },
                     ..DataSet::default()
-                })?
+                })?;
+                (placeholder, None)
             }
         },
         Err(e) => return Err(e.into()),
@@ -684,7 +698,7 @@ fn load_view(config: &Config, store: &Store, log: &EventLog) -> Result<View, Dae
             warn!(door = %d.door, "door is not in the data set: every credential is denied there");
         }
     }
-    Ok(view)
+    Ok((view, revision))
 }
 
 fn seed(path: &Path, store: &Store, log: &EventLog) -> Result<View, DaemonError> {

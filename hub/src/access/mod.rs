@@ -37,7 +37,9 @@ pub use model::{
     WeeklyInterval,
 };
 pub use schedule::{CompiledSchedule, HolidayCalendar, ScheduleError, ScheduleState};
-pub use view::{CodeFailure, CodeStatus, ModelError, RecordKind, RecordRef, RemovedReason, View};
+pub use view::{
+    CodeFailure, CodeStatus, ModelError, RecordCounts, RecordKind, RecordRef, RemovedReason, View,
+};
 
 /// A small site used by the tests of every file here: one of each vendor
 /// concept, in Europe/Berlin. The default test time is Wednesday

@@ -569,6 +569,36 @@ pub struct View {
     door_access_ids: IdIndex,
     barcodes: IdIndex,
     acs_ids: IdIndex,
+    /// Temporary accesses by id with their end (the sync reports them once
+    /// expired; few, so kept as a list).
+    temporary: Box<[(Box<str>, Timestamp)]>,
+    members: usize,
+}
+
+/// How many records of each kind a [`View`] was built from (health
+/// reports).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecordCounts {
+    /// Doors.
+    pub doors: usize,
+    /// Users.
+    pub users: usize,
+    /// Credentials.
+    pub credentials: usize,
+    /// Access codes.
+    pub access_codes: usize,
+    /// Schedules.
+    pub schedules: usize,
+    /// Holidays.
+    pub holidays: usize,
+    /// Accesses.
+    pub accesses: usize,
+    /// Facilities.
+    pub facilities: usize,
+    /// Events.
+    pub events: usize,
+    /// Members.
+    pub members: usize,
 }
 
 impl fmt::Debug for View {
@@ -664,6 +694,8 @@ pub(crate) struct ViewBuilder {
     code_index: HashMap<AccessCodeId, u32>,
     codes: Vec<CodeEntry>,
     code_groups: HashMap<(u32, Pin), Vec<RankedCode>>,
+    temporary: Vec<(Box<str>, Timestamp)>,
+    members: usize,
 }
 
 impl ViewBuilder {
@@ -713,6 +745,8 @@ impl ViewBuilder {
             code_index: HashMap::new(),
             codes: Vec::new(),
             code_groups: HashMap::new(),
+            temporary: Vec::new(),
+            members: 0,
         })
     }
 
@@ -855,6 +889,7 @@ impl ViewBuilder {
         let record = || RecordRef::new(RecordKind::Member, member.user.as_str());
         let u = self.find_user(member.user.as_str(), &record)?;
         self.user_flags[u as usize] |= MEMBER;
+        self.members += 1;
         Ok(())
     }
 
@@ -1070,6 +1105,9 @@ impl ViewBuilder {
             return Err(ModelError::TemporaryWithoutEnd(me()));
         }
         check_window(access.valid_from, access.valid_to, me)?;
+        if let (AccessKind::Temporary, Some(to)) = (access.kind, access.valid_to) {
+            self.temporary.push((access.id.as_str().into(), to));
+        }
         let schedule =
             match &access.schedule {
                 None => None,
@@ -1291,6 +1329,8 @@ impl ViewBuilder {
             door_access_ids: self.door_access_ids,
             barcodes: self.barcodes,
             acs_ids: self.acs_ids,
+            temporary: self.temporary.into_boxed_slice(),
+            members: self.members,
             data,
         }
     }
@@ -1362,6 +1402,32 @@ impl View {
     /// Returns how many were dropped.
     pub fn release_credential_records(&mut self) -> usize {
         std::mem::take(&mut self.data.credentials).len()
+    }
+
+    /// How many records of each kind the view holds (also those it keeps
+    /// only in its compact index).
+    pub fn counts(&self) -> RecordCounts {
+        RecordCounts {
+            doors: self.doors.len(),
+            users: self.users.len(),
+            credentials: self.credentials.len(),
+            access_codes: self.codes.len(),
+            schedules: self.schedules.len(),
+            holidays: self.data.holidays.len(),
+            accesses: self.accesses.len(),
+            facilities: self.data.facilities.len(),
+            events: self.events.len(),
+            members: self.members,
+        }
+    }
+
+    /// Ids of the temporary accesses whose `valid_to` is at or before `now`
+    /// (works on every view, with or without access records).
+    pub fn expired_temporary_accesses(&self, now: Timestamp) -> impl Iterator<Item = &str> + '_ {
+        self.temporary
+            .iter()
+            .filter(move |(_, to)| *to <= now)
+            .map(|(id, _)| &**id)
     }
 
     /// The site's time zone.

@@ -6,7 +6,7 @@ use hub_proto::v1::Message;
 use hub_sync::LocalState;
 
 use super::*;
-use crate::access::{fixture, Door};
+use crate::access::{fixture, DataSet, Door};
 use crate::store::StoreConfig;
 
 fn open(dir: &tempfile::TempDir) -> Arc<Store> {
@@ -173,7 +173,7 @@ fn snapshot_then_revision_on_the_store() {
     assert!(statuses
         .iter()
         .any(|s| s.kind() == pb::StatusKind::CodeRemoved && s.reason == "deleted"));
-    assert_eq!(s.data().map(|d| d.doors.len()), Some(loaded.doors.len()));
+    assert_eq!(s.view().map(|v| v.counts().doors), Some(loaded.doors.len()));
 
     // A revision that would break the data set changes nothing.
     let mut bad = fixture::data().accesses[0].clone();
@@ -255,13 +255,16 @@ fn snapshot_chunks_stay_under_the_limit_and_diff_turns_one_data_set_into_another
         );
     }
     let dir = tempfile::TempDir::new().unwrap();
-    let (mut s, _) = state(open(&dir));
+    let store = open(&dir);
+    let (mut s, _) = state(store.clone());
     s.snapshot_begin(4).unwrap();
     for c in chunks {
         s.snapshot_chunk(c.entities).unwrap();
     }
     s.snapshot_commit().unwrap();
-    assert_eq!(s.data().cloned().map(by_key), Some(by_key(data.clone())));
+    // The store holds the data set; the sync only its view of it.
+    assert_eq!(site_data::load(&store).unwrap(), (by_key(data.clone()), 4));
+    assert_eq!(s.view().unwrap().data().doors, by_key(data.clone()).doors);
 
     let mut new = data.clone();
     new.doors.retain(|d| d.id.as_str() != "lobby");
@@ -275,7 +278,8 @@ fn snapshot_chunks_stay_under_the_limit_and_diff_turns_one_data_set_into_another
         changes,
     })
     .unwrap();
-    assert_eq!(s.data().cloned().map(by_key), Some(by_key(new)));
+    assert_eq!(s.view().unwrap().data().doors, by_key(new.clone()).doors);
+    assert_eq!(site_data::load(&store).unwrap(), (by_key(new), 5));
 }
 
 #[test]
@@ -344,4 +348,125 @@ fn log_events_map_onto_the_contract() {
         (e.kind(), e.reason_key.as_str()),
         (pb::EventKind::Alarm, "outbox_high:raised")
     );
+}
+
+#[test]
+fn the_daemon_gets_the_syncs_own_view_and_revisions_go_through_the_store() {
+    use crate::access::{decide, CardNumber, Direction, Request};
+    let dir = tempfile::TempDir::new().unwrap();
+    let store = open(&dir);
+    let handed = Arc::new(Mutex::new(Vec::<Arc<View>>::new()));
+    let h = handed.clone();
+    let hooks = Hooks {
+        on_new_data: Box::new(move |view, _| h.lock().unwrap().push(view)),
+        // After the contractors' temporary access ended.
+        clock: Box::new(|| fixture::at("2026-06-21T00:00")),
+        ..Hooks::default()
+    };
+    let mut s = CloudState::new(store.clone(), hooks);
+    let statuses = snapshot(&mut s, &fixture::data(), 1);
+    assert!(statuses
+        .iter()
+        .any(|st| st.kind() == pb::StatusKind::AccessExpired
+            && st.key.as_ref().is_some_and(|k| k.id == "contractors")));
+    // One view in the process: the daemon's is the sync's.
+    assert!(Arc::ptr_eq(
+        s.view().unwrap(),
+        handed.lock().unwrap().last().unwrap()
+    ));
+    let counts = s.view().unwrap().counts();
+    assert_eq!(
+        (counts.users, counts.credentials, counts.accesses),
+        (
+            fixture::data().users.len(),
+            fixture::data().credentials.len(),
+            fixture::data().accesses.len()
+        )
+    );
+    assert_eq!(
+        s.health().cache.unwrap().credentials,
+        counts.credentials as u64
+    );
+
+    // A new card for user 201: in force in the view handed over, and in the
+    // store.
+    let card = |number| Request::card("front", Direction::In, CardNumber::new(Some(12), number));
+    let mut new_card = fixture::data().credentials[0].clone();
+    assert_eq!(new_card.id.as_str(), "c-ann-card");
+    new_card.id = "c-ann-card-2".into();
+    new_card.code = Some("12:55555".into());
+    let now = fixture::now();
+    assert!(!decide(&card(55555), s.view().unwrap(), now).granted);
+    s.apply_revision(&pb::Revision {
+        base_revision: 1,
+        revision: 2,
+        changes: vec![upsert(Record::Credential(new_card.clone()))],
+    })
+    .unwrap();
+    let view = handed.lock().unwrap().last().unwrap().clone();
+    assert!(Arc::ptr_eq(s.view().unwrap(), &view));
+    assert!(decide(&card(55555), &view, now).granted);
+    assert_eq!(
+        s.view().unwrap().counts().credentials,
+        counts.credentials + 1
+    );
+    let stored = site_data::credential(&store, "c-ann-card-2").unwrap();
+    assert_eq!(stored, Some(new_card.clone()));
+
+    // A second credential with the same card: refused, nothing changes.
+    let mut clash = new_card.clone();
+    clash.id = "c-clash".into();
+    let err = s
+        .apply_revision(&pb::Revision {
+            base_revision: 2,
+            revision: 3,
+            changes: vec![
+                delete(pb::EntityKind::Credential, "c-ann-card"),
+                upsert(Record::Credential(clash)),
+            ],
+        })
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            LocalError::Rejected {
+                error: pb::ErrorCode::Inconsistent,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!((s.revision(), store.revision()), (Some(2), Some(2)));
+    assert!(Arc::ptr_eq(s.view().unwrap(), &view));
+    assert_eq!(handed.lock().unwrap().len(), 2);
+    let kept = site_data::credential(&store, "c-ann-card").unwrap();
+    assert!(kept.is_some());
+
+    // A snapshot with a credential of an unknown user: refused after its
+    // last chunk, the old data set stays in force.
+    let mut bad = fixture::data();
+    bad.credentials[0].user = "nobody".into();
+    s.snapshot_begin(9).unwrap();
+    s.snapshot_chunk(entities(&bad)).unwrap();
+    let err = s.snapshot_commit().unwrap_err();
+    assert!(
+        matches!(
+            err,
+            LocalError::Rejected {
+                error: pb::ErrorCode::Inconsistent,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!((s.revision(), store.revision()), (Some(2), Some(2)));
+    assert_eq!(
+        site_data::load_view(&store).unwrap().0.counts().credentials,
+        counts.credentials + 1
+    );
+    assert!(decide(&card(55555), s.view().unwrap(), now).granted);
+    // And a good one after it goes through.
+    snapshot(&mut s, &fixture::data(), 10);
+    assert_eq!(store.revision(), Some(10));
+    assert!(!decide(&card(55555), s.view().unwrap(), now).granted);
 }

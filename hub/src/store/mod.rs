@@ -98,8 +98,9 @@
 //!
 //! # Cache
 //!
-//! [`StoreConfig::cache_capacity`] defaults to 8 MiB (sled's default is
-//! 1 GiB): a Raspberry Pi has 1 to 8 GiB for everything. Lookups that miss
+//! [`StoreConfig::cache_capacity`] defaults to 2 MiB (sled's default is
+//! 1 GiB): a small board has 512 MiB to 8 GiB for everything, and the hub
+//! decides from its in-memory view, not from the store. Lookups that miss
 //! the cache read one page from disk (the OS page cache usually has it).
 //!
 //! # Opening a broken database
@@ -250,7 +251,7 @@ pub enum Durability {
 pub struct StoreConfig {
     /// The store's directory (created when missing).
     pub path: PathBuf,
-    /// sled's page cache in bytes. Default 8 MiB.
+    /// sled's page cache in bytes. Default 2 MiB.
     pub cache_capacity: u64,
     /// Group-commit interval of the flusher thread. Default 25 ms.
     pub flush_interval: Duration,
@@ -274,7 +275,7 @@ impl StoreConfig {
     pub fn new(path: impl Into<PathBuf>) -> Self {
         Self {
             path: path.into(),
-            cache_capacity: 8 * 1024 * 1024,
+            cache_capacity: 2 * 1024 * 1024,
             flush_interval: Duration::from_millis(25),
             durability: Durability::GroupCommit,
             outbox_limit_bytes: 64 * 1024 * 1024,
@@ -456,8 +457,46 @@ impl Store {
     /// visible while it lives (they wait). Keep it short; it is not `Send`.
     pub fn view(&self) -> View<'_> {
         View {
-            data: self.read_data(),
+            source: Source::Current(self.read_data()),
+            overlay: None,
         }
+    }
+
+    /// The data set as it would be after `change`: the current records with
+    /// the change set's laid over them, at its revision. Nothing is written;
+    /// [`Store::apply`] does that (after the view is dropped: it holds the
+    /// read lock). Fails like [`Store::apply`] when the store is not at the
+    /// change set's base revision or a collection name is invalid.
+    pub fn view_with(&self, change: &ChangeSet) -> Result<View<'_>> {
+        if change.revision <= change.base {
+            return Err(StoreError::RevisionNotNewer {
+                base: change.base,
+                revision: change.revision,
+            });
+        }
+        let data = self.read_data();
+        if data.revision != Some(change.base) {
+            return Err(StoreError::RevisionMismatch {
+                base: change.base,
+                current: data.revision,
+            });
+        }
+        let mut collections: BTreeMap<String, BTreeMap<Vec<u8>, Option<Vec<u8>>>> = BTreeMap::new();
+        for op in &change.ops {
+            check_collection(&op.collection)?;
+            // A later op on the same key wins, as in `apply`.
+            collections
+                .entry(op.collection.clone())
+                .or_default()
+                .insert(op.key.clone(), op.value.clone());
+        }
+        Ok(View {
+            source: Source::Current(data),
+            overlay: Some(Overlay {
+                revision: change.revision,
+                collections,
+            }),
+        })
     }
 
     /// One record, decoded (`None` when absent).
@@ -474,6 +513,24 @@ impl Store {
     /// without commit discards them. One snapshot at a time; change sets may
     /// still be applied meanwhile (the commit replaces them).
     pub fn begin_snapshot(&self, revision: u64) -> Result<SnapshotWriter<'_>> {
+        self.snapshot_writer(StoreRef::Borrowed(self), revision)
+    }
+
+    /// [`Store::begin_snapshot`] for a writer that keeps the store alive
+    /// itself (to keep it across calls, as the cloud sync does between
+    /// snapshot chunks).
+    pub fn begin_shared_snapshot(
+        store: &Arc<Store>,
+        revision: u64,
+    ) -> Result<SnapshotWriter<'static>> {
+        store.snapshot_writer(StoreRef::Shared(Arc::clone(store)), revision)
+    }
+
+    fn snapshot_writer<'a>(
+        &self,
+        store: StoreRef<'a>,
+        revision: u64,
+    ) -> Result<SnapshotWriter<'a>> {
         if self.snapshot_active.swap(true, Ordering::AcqRel) {
             return Err(StoreError::SnapshotInProgress);
         }
@@ -486,7 +543,7 @@ impl Store {
             .max()
             .unwrap_or(0);
         Ok(SnapshotWriter {
-            store: self,
+            store,
             generation: current.max(highest) + 1,
             revision,
             trees: BTreeMap::new(),
@@ -622,15 +679,51 @@ impl Drop for Store {
     }
 }
 
-/// A consistent read-only view of the data set (see [`Store::view`]).
+/// A consistent read-only view of the data set (see [`Store::view`]): the
+/// current data set, the current one with a [`ChangeSet`] laid over it
+/// ([`Store::view_with`]), or a snapshot being written
+/// ([`SnapshotWriter::view`]).
 pub struct View<'a> {
-    data: RwLockReadGuard<'a, DataState>,
+    source: Source<'a>,
+    overlay: Option<Overlay>,
+}
+
+enum Source<'a> {
+    Current(RwLockReadGuard<'a, DataState>),
+    Staged {
+        revision: u64,
+        trees: &'a BTreeMap<String, sled::Tree>,
+    },
+}
+
+/// A change set's records by collection and key (`None`: deleted), and the
+/// revision it produces.
+struct Overlay {
+    revision: u64,
+    collections: BTreeMap<String, Changes>,
 }
 
 impl View<'_> {
     /// The data set's revision (`None`: no snapshot loaded yet).
     pub fn revision(&self) -> Option<u64> {
-        self.data.revision
+        if let Some(o) = &self.overlay {
+            return Some(o.revision);
+        }
+        match &self.source {
+            Source::Current(data) => data.revision,
+            Source::Staged { revision, .. } => Some(*revision),
+        }
+    }
+
+    fn trees(&self) -> &BTreeMap<String, sled::Tree> {
+        match &self.source {
+            Source::Current(data) => &data.trees,
+            Source::Staged { trees, .. } => trees,
+        }
+    }
+
+    fn changes(&self, collection: &str) -> Option<&Changes> {
+        self.overlay.as_ref()?.collections.get(collection)
     }
 
     /// One record, decoded (`None` when absent).
@@ -647,9 +740,26 @@ impl View<'_> {
 
     /// One record's stored bytes (postcard).
     pub fn get_raw(&self, collection: &str, key: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>> {
-        match self.data.trees.get(collection) {
+        if let Some(change) = self.changes(collection).and_then(|c| c.get(key.as_ref())) {
+            return Ok(change.clone());
+        }
+        match self.trees().get(collection) {
             Some(tree) => Ok(tree.get(key)?.map(|v| v.to_vec())),
             None => Ok(None),
+        }
+    }
+
+    /// Every record of a collection in key order, as stored (postcard).
+    pub fn iter_raw(
+        &self,
+        collection: &str,
+    ) -> impl Iterator<Item = Result<(sled::IVec, sled::IVec)>> + '_ {
+        Merge {
+            stored: self
+                .trees()
+                .get(collection)
+                .map(|tree| tree.iter().peekable()),
+            changes: self.changes(collection).map(|c| c.iter().peekable()),
         }
     }
 
@@ -659,44 +769,122 @@ impl View<'_> {
         collection: &str,
     ) -> impl Iterator<Item = Result<(Vec<u8>, T)>> + '_ {
         let name = collection.to_owned();
-        self.data
-            .trees
-            .get(collection)
-            .into_iter()
-            .flat_map(|tree| tree.iter())
-            .map(move |item| {
-                let (k, v) = item?;
-                Ok((k.to_vec(), decode(&name, &v)?))
-            })
+        self.iter_raw(collection).map(move |item| {
+            let (k, v) = item?;
+            Ok((k.to_vec(), decode(&name, &v)?))
+        })
+    }
+
+    /// The stored record with the greatest key at or below `key`, else the
+    /// collection's first record (`None`: the collection is empty). For a
+    /// collection kept in ranges (a record per range, keyed by its lowest
+    /// key). Reads the stored records only, not a change set laid over them
+    /// ([`Store::view_with`]).
+    pub fn floor_or_first_raw(
+        &self,
+        collection: &str,
+        key: impl AsRef<[u8]>,
+    ) -> Result<Option<(sled::IVec, sled::IVec)>> {
+        let Some(tree) = self.trees().get(collection) else {
+            return Ok(None);
+        };
+        match tree.range(..=key.as_ref()).next_back() {
+            Some(found) => Ok(Some(found?)),
+            None => Ok(tree.first()?),
+        }
     }
 
     /// Number of records in a collection (walks the collection).
     pub fn len(&self, collection: &str) -> usize {
-        self.data.trees.get(collection).map_or(0, sled::Tree::len)
+        match self.changes(collection) {
+            None => self.trees().get(collection).map_or(0, sled::Tree::len),
+            Some(_) => self.iter_raw(collection).count(),
+        }
     }
 
     /// Whether a collection holds no record.
     pub fn is_empty(&self, collection: &str) -> bool {
-        self.data
-            .trees
-            .get(collection)
-            .is_none_or(sled::Tree::is_empty)
+        self.iter_raw(collection).next().is_none()
     }
 
-    /// The collections of the current generation.
+    /// The collections of the data set (some may be empty).
     pub fn collections(&self) -> Vec<String> {
-        self.data.trees.keys().cloned().collect()
+        let mut names: Vec<String> = self.trees().keys().cloned().collect();
+        if let Some(o) = &self.overlay {
+            names.extend(o.collections.keys().cloned());
+            names.sort_unstable();
+            names.dedup();
+        }
+        names
+    }
+}
+
+/// A change set's records of one collection by key (`None`: deleted).
+type Changes = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
+type ChangesIter<'a> =
+    std::iter::Peekable<std::collections::btree_map::Iter<'a, Vec<u8>, Option<Vec<u8>>>>;
+
+/// A collection's stored records merged with a change set's, in key order.
+struct Merge<'a> {
+    stored: Option<std::iter::Peekable<sled::Iter>>,
+    changes: Option<ChangesIter<'a>>,
+}
+
+impl Iterator for Merge<'_> {
+    type Item = Result<(sled::IVec, sled::IVec)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let next_change = self
+                .changes
+                .as_mut()
+                .and_then(|c| c.peek().map(|(k, _)| *k));
+            let order = match (self.stored.as_mut().and_then(|s| s.peek()), next_change) {
+                (None, None) => return None,
+                (Some(Err(_)), _) | (Some(Ok(_)), None) => std::cmp::Ordering::Less,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                (Some(Ok((stored, _))), Some(changed)) => stored.as_ref().cmp(changed.as_slice()),
+            };
+            if order != std::cmp::Ordering::Greater {
+                let stored = self.stored.as_mut().and_then(Iterator::next);
+                if order == std::cmp::Ordering::Less {
+                    return stored.map(|r| r.map_err(StoreError::from));
+                }
+            }
+            // The change replaces (or deletes) the stored record.
+            let (key, value) = self.changes.as_mut().and_then(Iterator::next)?;
+            if let Some(value) = value {
+                return Some(Ok((key.as_slice().into(), value.as_slice().into())));
+            }
+        }
     }
 }
 
 /// Writes a full snapshot (see [`Store::begin_snapshot`]).
 pub struct SnapshotWriter<'a> {
-    store: &'a Store,
+    store: StoreRef<'a>,
     generation: u64,
     revision: u64,
     trees: BTreeMap<String, sled::Tree>,
     records: u64,
     committed: bool,
+}
+
+/// The store a [`SnapshotWriter`] writes to.
+enum StoreRef<'a> {
+    Borrowed(&'a Store),
+    Shared(Arc<Store>),
+}
+
+impl std::ops::Deref for StoreRef<'_> {
+    type Target = Store;
+
+    fn deref(&self) -> &Store {
+        match self {
+            StoreRef::Borrowed(store) => store,
+            StoreRef::Shared(store) => store,
+        }
+    }
 }
 
 /// What a committed snapshot holds.
@@ -722,6 +910,78 @@ impl SnapshotWriter<'_> {
         self.put_raw(collection, key, bytes)
     }
 
+    /// Adds one record unless the snapshot already has one under `key`.
+    /// Returns `false` (and writes nothing) for a key already put: a
+    /// snapshot that names one id twice is malformed.
+    pub fn put_new<T: Serialize + ?Sized>(
+        &mut self,
+        collection: &str,
+        key: impl AsRef<[u8]>,
+        value: &T,
+    ) -> Result<bool> {
+        let bytes = encode(collection, value)?;
+        let tree = self.tree(collection)?;
+        let key = key.as_ref();
+        let fresh = tree
+            .compare_and_swap(key, None as Option<&[u8]>, Some(bytes))?
+            .is_ok();
+        if fresh {
+            self.records += 1;
+        }
+        Ok(fresh)
+    }
+
+    /// The records put so far, as a [`View`] at the snapshot's revision (to
+    /// check them before [`SnapshotWriter::commit`]).
+    pub fn view(&self) -> View<'_> {
+        View {
+            source: Source::Staged {
+                revision: self.revision,
+                trees: &self.trees,
+            },
+            overlay: None,
+        }
+    }
+
+    /// Every record put so far into a collection, in key order; the
+    /// iterator does not borrow the writer (to rewrite a staging collection
+    /// into another, then [`SnapshotWriter::remove`] it).
+    pub fn records_of(
+        &self,
+        collection: &str,
+    ) -> impl Iterator<Item = Result<(sled::IVec, sled::IVec)>> + 'static {
+        self.trees
+            .get(collection)
+            .map(sled::Tree::iter)
+            .into_iter()
+            .flatten()
+            .map(|item| item.map_err(StoreError::from))
+    }
+
+    /// Drops a collection and its records from the snapshot.
+    pub fn remove(&mut self, collection: &str) -> Result<()> {
+        if self.trees.remove(collection).is_some() {
+            self.store
+                .db
+                .drop_tree(tree_name(self.generation, collection))?;
+        }
+        Ok(())
+    }
+
+    fn tree(&mut self, collection: &str) -> Result<&sled::Tree> {
+        if !self.trees.contains_key(collection) {
+            check_collection(collection)?;
+            let tree = self
+                .store
+                .db
+                .open_tree(tree_name(self.generation, collection))?;
+            self.trees.insert(collection.to_owned(), tree);
+        }
+        self.trees.get(collection).ok_or(StoreError::Corrupt {
+            what: "a snapshot tree vanished",
+        })
+    }
+
     /// Adds one record already encoded with postcard.
     pub fn put_raw(
         &mut self,
@@ -729,18 +989,7 @@ impl SnapshotWriter<'_> {
         key: impl AsRef<[u8]>,
         bytes: impl Into<sled::IVec>,
     ) -> Result<()> {
-        let tree = match self.trees.get(collection) {
-            Some(tree) => tree,
-            None => {
-                check_collection(collection)?;
-                let tree = self
-                    .store
-                    .db
-                    .open_tree(tree_name(self.generation, collection))?;
-                self.trees.entry(collection.to_owned()).or_insert(tree)
-            }
-        };
-        tree.insert(key.as_ref(), bytes)?;
+        self.tree(collection)?.insert(key.as_ref(), bytes)?;
         self.records += 1;
         Ok(())
     }
@@ -753,7 +1002,7 @@ impl SnapshotWriter<'_> {
     /// Makes the snapshot the current data set, atomically, then drops the
     /// previous generation.
     pub fn commit(mut self) -> Result<SnapshotInfo> {
-        let store = self.store;
+        let store = &*self.store;
         // The new generation on disk before anything points at it.
         store.flush()?;
         let old = {

@@ -234,6 +234,91 @@ fn change_sets_apply_atomically_and_check_revisions() {
 }
 
 #[test]
+fn a_view_with_a_change_set_sees_the_change_and_writes_nothing() {
+    let dir = TempDir::new().unwrap();
+    let (store, _) = open(&dir);
+    snapshot(
+        &store,
+        3,
+        &[("c", "a", 1), ("c", "b", 2), ("c", "d", 4), ("x", "k", 9)],
+    );
+    let mut change = ChangeSet::new(3, 4);
+    change.upsert("c", b"b", &20u32).unwrap();
+    change.delete("c", b"d");
+    change.upsert("c", b"c", &3u32).unwrap();
+    change.upsert("c", b"e", &5u32).unwrap();
+    change.delete("c", b"e");
+    change.upsert("new", b"n", &7u32).unwrap();
+    {
+        let view = store.view_with(&change).unwrap();
+        assert_eq!(view.revision(), Some(4));
+        let got: Vec<(Vec<u8>, u32)> = view.iter("c").map(Result::unwrap).collect();
+        assert_eq!(
+            got,
+            [(b"a".to_vec(), 1), (b"b".to_vec(), 20), (b"c".to_vec(), 3)]
+        );
+        assert_eq!(view.get::<u32>("c", b"d").unwrap(), None);
+        assert_eq!(view.get::<u32>("c", b"b").unwrap(), Some(20));
+        assert_eq!(view.get::<u32>("x", b"k").unwrap(), Some(9));
+        assert_eq!(view.get::<u32>("new", b"n").unwrap(), Some(7));
+        assert_eq!((view.len("c"), view.len("new")), (3, 1));
+        assert_eq!(view.collections(), ["c", "new", "x"]);
+    }
+    // Nothing written.
+    assert_eq!(store.revision(), Some(3));
+    assert_eq!(store.get::<u32>("c", b"d").unwrap(), Some(4));
+    assert_eq!(store.get::<u32>("new", b"n").unwrap(), None);
+    // The wrong base is refused as `apply` refuses it.
+    assert!(matches!(
+        store.view_with(&ChangeSet::new(2, 4)).err(),
+        Some(StoreError::RevisionMismatch { base: 2, .. })
+    ));
+    // Applied, the store reads what the view said.
+    store.apply(&change).unwrap();
+    let view = store.view();
+    let got: Vec<(Vec<u8>, u32)> = view.iter("c").map(Result::unwrap).collect();
+    assert_eq!(got.len(), 3);
+    assert_eq!(view.get::<u32>("c", b"b").unwrap(), Some(20));
+}
+
+#[test]
+fn a_staged_snapshot_is_readable_before_commit_and_refuses_repeated_keys() {
+    let dir = TempDir::new().unwrap();
+    let (store, _) = open(&dir);
+    let store = Arc::new(store);
+    snapshot(&store, 1, &[("c", "old", 1)]);
+    let mut w = Store::begin_shared_snapshot(&store, 2).unwrap();
+    assert!(w.put_new("c", b"a", &10u32).unwrap());
+    assert!(w.put_new("c", b"b", &11u32).unwrap());
+    assert!(!w.put_new("c", b"a", &12u32).unwrap());
+    {
+        let staged = w.view();
+        assert_eq!(staged.revision(), Some(2));
+        assert_eq!(staged.get::<u32>("c", b"a").unwrap(), Some(10));
+        assert_eq!(staged.get::<u32>("c", b"old").unwrap(), None);
+        assert_eq!(staged.len("c"), 2);
+    }
+    // The current data set is untouched until the commit; one at a time.
+    assert_eq!(store.get::<u32>("c", b"old").unwrap(), Some(1));
+    assert!(matches!(
+        store.begin_snapshot(3).err(),
+        Some(StoreError::SnapshotInProgress)
+    ));
+    assert_eq!(w.records(), 2);
+    w.commit().unwrap();
+    assert_eq!(store.revision(), Some(2));
+    assert_eq!(store.get::<u32>("c", b"a").unwrap(), Some(10));
+    assert_eq!(store.get::<u32>("c", b"old").unwrap(), None);
+    // A dropped shared writer discards its records.
+    let mut w = Store::begin_shared_snapshot(&store, 3).unwrap();
+    w.put_new("c", b"z", &1u32).unwrap();
+    drop(w);
+    assert_eq!(store.revision(), Some(2));
+    assert_eq!(store.get::<u32>("c", b"z").unwrap(), None);
+    assert_eq!(data_trees(&store).len(), 1);
+}
+
+#[test]
 fn records_are_generic_serde_values() {
     #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
     struct Credential {
