@@ -286,7 +286,8 @@ impl Hub {
     pub fn replace_view(&self, view: Arc<View>) {
         let mut base = self.base.lock().unwrap_or_else(PoisonError::into_inner);
         // Command lockdowns stay in force over the new data set.
-        self.view.store(base.1.overlay(&view));
+        base.1.apply(&view);
+        self.view.store(Arc::clone(&view));
         base.0 = view;
         drop(base);
         self.view_changed.send_replace(());
@@ -304,7 +305,7 @@ impl Hub {
         change(&mut next);
         if next != base.1 {
             next.save(&self.overrides_dir)?;
-            self.view.store(next.overlay(&base.0));
+            next.apply(&base.0);
             base.1 = next.clone();
         }
         drop(base);
@@ -409,7 +410,10 @@ pub async fn run_with(config: Config, options: RunOptions) -> Result<(), DaemonE
         );
     }
     let hub = Arc::new(Hub {
-        view: Arc::new(ArcSwap::new(overrides.overlay(&view))),
+        view: Arc::new(ArcSwap::new({
+            overrides.apply(&view);
+            Arc::clone(&view)
+        })),
         view_changed,
         log: log.clone(),
         base: Mutex::new((view, overrides.clone())),

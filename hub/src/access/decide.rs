@@ -826,7 +826,7 @@ pub fn door_mode(view: &View, door: &str, now: Timestamp) -> Option<DoorMode> {
 
 fn door_mode_ix(view: &View, d: u32, now: Timestamp) -> DoorMode {
     let door = view.door_data(d);
-    if view.site_lockdown() || door.lockdown {
+    if view.site_lockdown() || view.door_lockdown(d) {
         return DoorMode::Lockdown;
     }
     if !door.active {
@@ -909,7 +909,7 @@ impl Ctx<'_> {
         if view.site_lockdown() {
             return Reason::SiteLockdown;
         }
-        if door.lockdown {
+        if view.door_lockdown(self.door) {
             return Reason::DoorLockdown;
         }
         if !door.active {

@@ -36,6 +36,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::ops::Index;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use jiff::tz::{TimeZone, TimeZoneDatabase};
@@ -536,12 +537,45 @@ pub(crate) struct CodeEntry {
     pub(crate) deleted: bool,
 }
 
+/// Lockdowns set by commands rather than by the data set: atomics, so the
+/// one view the process shares (doors, HTTP check, cloud sync) changes in
+/// place instead of being copied while a lockdown is in force.
+struct CommandLockdown {
+    site: AtomicBool,
+    /// By door index.
+    doors: Box<[AtomicBool]>,
+}
+
+impl CommandLockdown {
+    fn new(doors: usize) -> Self {
+        Self {
+            site: AtomicBool::new(false),
+            doors: (0..doors).map(|_| AtomicBool::new(false)).collect(),
+        }
+    }
+}
+
+impl Clone for CommandLockdown {
+    fn clone(&self) -> Self {
+        Self {
+            site: AtomicBool::new(self.site.load(Ordering::Relaxed)),
+            doors: self
+                .doors
+                .iter()
+                .map(|d| AtomicBool::new(d.load(Ordering::Relaxed)))
+                .collect(),
+        }
+    }
+}
+
 /// The indexed, checked data set a decision reads. Build it once per data
 /// set ([`View::build`], or from the store with
 /// [`crate::site_data::load_view`]); share it read-only between decisions.
 #[derive(Clone)]
 pub struct View {
     data: DataSet,
+    /// Lockdowns set by cloud commands, over the data set's own flags.
+    command_lockdown: CommandLockdown,
     pub(crate) tz: TimeZone,
     pub(crate) holidays: HolidayCalendar,
     pub(crate) doors: Vec<DoorEntry>,
@@ -1331,6 +1365,7 @@ impl ViewBuilder {
             acs_ids: self.acs_ids,
             temporary: self.temporary.into_boxed_slice(),
             members: self.members,
+            command_lockdown: CommandLockdown::new(data.doors.len()),
             data,
         }
     }
@@ -1501,6 +1536,25 @@ impl View {
         true
     }
 
+    /// Sets the lockdowns that cloud commands put in force, in place on a
+    /// shared view: the site's, and exactly the doors named in `doors`
+    /// (others are lifted; names not in the data set are ignored). They add
+    /// to the data set's own flags, which stay as they are.
+    pub fn set_command_lockdown<'a>(&self, site: bool, doors: impl IntoIterator<Item = &'a str>) {
+        let mut on = vec![false; self.command_lockdown.doors.len()];
+        for door in doors {
+            if let Some(&d) = self.door_index.get(door) {
+                if let Some(slot) = on.get_mut(d as usize) {
+                    *slot = true;
+                }
+            }
+        }
+        for (flag, on) in self.command_lockdown.doors.iter().zip(on) {
+            flag.store(on, Ordering::Relaxed);
+        }
+        self.command_lockdown.site.store(site, Ordering::Relaxed);
+    }
+
     /// The status of one access code at `now`; `None` for an unknown code.
     pub fn code_status(&self, id: &str, now: Timestamp) -> Option<CodeStatus> {
         self.code_index
@@ -1581,8 +1635,20 @@ impl View {
         &self.data.doors[d as usize]
     }
 
+    /// The site is in lockdown, by the data set or by a command.
     pub(crate) fn site_lockdown(&self) -> bool {
-        self.data.site.lockdown
+        self.data.site.lockdown || self.command_lockdown.site.load(Ordering::Relaxed)
+    }
+
+    /// Door `d` is in lockdown, by the data set or by a command (the site's
+    /// lockdown aside).
+    pub(crate) fn door_lockdown(&self, d: u32) -> bool {
+        self.data.doors[d as usize].lockdown
+            || self
+                .command_lockdown
+                .doors
+                .get(d as usize)
+                .is_some_and(|f| f.load(Ordering::Relaxed))
     }
 
     fn number_holder(&self, facility: Option<u32>, number: u64) -> Option<CardHolder> {

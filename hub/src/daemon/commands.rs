@@ -13,8 +13,9 @@
 //!   waits for the one command.
 //! - [`Overrides`]: lockdowns and held-unlocked doors set by commands,
 //!   kept in `commands.json` in the store's directory so they survive a
-//!   restart. A command lockdown adds to the data set's own lockdown flags
-//!   ([`Overrides::overlay`]); lifting it lifts only the command's.
+//!   restart. A command lockdown adds to the data set's own lockdown flags,
+//!   set in place on the shared view ([`Overrides::apply`]); lifting it
+//!   lifts only the command's.
 //! - [`health_hook`] fills readers, doors and active alarms of a health
 //!   report from the newest status snapshot (what the web page shows).
 //! - [`OutboxAlarm`] turns the outbox's level into alarm events: raised
@@ -71,25 +72,14 @@ pub struct Overrides {
 }
 
 impl Overrides {
-    /// `base` with the command lockdowns added. The same view when there
-    /// are none; otherwise a copy of it with the flags set. A copy, not a
-    /// rebuild from [`View::data`]: a view loaded from the store keeps no
-    /// user or credential records to rebuild from. The copy costs the
-    /// view's memory once more while a command lockdown is in force (not
-    /// measured; see docs/benchmarks.md for the view's size).
-    pub fn overlay(&self, base: &Arc<View>) -> Arc<View> {
-        if !self.site_lockdown && self.door_lockdown.is_empty() {
-            return Arc::clone(base);
-        }
-        let mut view = View::clone(base);
-        if self.site_lockdown {
-            view.set_site_lockdown(true);
-        }
-        for door in &self.door_lockdown {
-            // A door no longer in the data set: nothing to lock there.
-            view.set_door_lockdown(door, true);
-        }
-        Arc::new(view)
+    /// Puts the command lockdowns in force on `view`, in place (the view
+    /// the process shares; see [`View::set_command_lockdown`]): no copy of
+    /// the view, whatever its size. They add to the data set's own flags.
+    pub fn apply(&self, view: &View) {
+        view.set_command_lockdown(
+            self.site_lockdown,
+            self.door_lockdown.iter().map(String::as_str),
+        );
     }
 
     /// The overrides kept in `dir`; none when the file does not exist. A

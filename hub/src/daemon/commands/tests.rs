@@ -166,44 +166,49 @@ fn unknown_targets_and_bad_fields_are_refused_with_their_code() {
 }
 
 #[test]
-fn command_lockdowns_overlay_the_data_set() {
-    let base = Arc::new(view());
+fn command_lockdowns_are_set_in_place_over_the_data_set() {
+    let view = view();
     let now = fixture::now();
-    // None: the very same view, nothing rebuilt.
-    assert!(Arc::ptr_eq(&Overrides::default().overlay(&base), &base));
     let door = Overrides {
         door_lockdown: ["front".to_owned()].into(),
         ..Overrides::default()
     };
-    let v = door.overlay(&base);
+    door.apply(&view);
     assert_eq!(
-        access::door_mode(&v, "front", now),
+        access::door_mode(&view, "front", now),
         Some(access::DoorMode::Lockdown)
     );
     assert_ne!(
-        access::door_mode(&v, "back", now),
+        access::door_mode(&view, "back", now),
         Some(access::DoorMode::Lockdown)
     );
     let site = Overrides {
         site_lockdown: true,
         ..Overrides::default()
     };
-    let v = site.overlay(&base);
-    assert!(v.data().site.lockdown);
+    site.apply(&view);
     assert_eq!(
-        access::door_mode(&v, "back", now),
+        access::door_mode(&view, "back", now),
         Some(access::DoorMode::Lockdown)
     );
-    assert!(
-        !base.data().site.lockdown,
-        "the data set's view is untouched"
-    );
+    // The data set's own flags are untouched: lifting the command's
+    // lockdown gives the data set's modes back.
+    assert!(!view.data().site.lockdown);
+    assert!(!view.data().doors.iter().any(|d| d.lockdown));
+    Overrides::default().apply(&view);
+    for door in ["front", "back"] {
+        assert_ne!(
+            access::door_mode(&view, door, now),
+            Some(access::DoorMode::Lockdown),
+            "{door}"
+        );
+    }
 }
 
 #[test]
-fn a_door_lockdown_over_a_view_from_the_store_leaves_the_other_doors_alone() {
-    // A view loaded from the store keeps no user or credential records:
-    // the overlay must not rebuild from them.
+fn a_door_lockdown_on_the_shared_view_from_the_store_leaves_the_other_doors_alone() {
+    // A view loaded from the store keeps no user or credential records: the
+    // lockdown must be set on that view, not rebuilt from its records.
     let dir = tempfile::tempdir().unwrap();
     let (store, _) =
         crate::store::Store::open(crate::store::StoreConfig::new(dir.path().join("s"))).unwrap();
@@ -218,22 +223,25 @@ fn a_door_lockdown_over_a_view_from_the_store_leaves_the_other_doors_alone() {
         )
     }
     let now = fixture::now();
-    let base = Arc::new(base);
-    assert!(access::decide(&ann("front"), &base, now).granted);
+    let shared = Arc::new(base);
+    let other_holder = Arc::clone(&shared);
+    assert!(access::decide(&ann("front"), &shared, now).granted);
     let back = Overrides {
         door_lockdown: ["back".to_owned()].into(),
         ..Overrides::default()
     };
-    let v = back.overlay(&base);
+    back.apply(&shared);
     assert!(
-        access::decide(&ann("front"), &v, now).granted,
+        access::decide(&ann("front"), &shared, now).granted,
         "other doors as before"
     );
     let front = Overrides {
         door_lockdown: ["front".to_owned()].into(),
         ..Overrides::default()
     };
-    let d = access::decide(&ann("front"), &front.overlay(&base), now);
+    front.apply(&shared);
+    // Every holder of the shared view sees it at once (one view, no copy).
+    let d = access::decide(&ann("front"), &other_holder, now);
     assert!(!d.granted);
     assert_eq!(d.reason, access::Reason::DoorLockdown);
 }
