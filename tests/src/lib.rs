@@ -281,12 +281,28 @@ pub fn hubctl_bin() -> PathBuf {
         .clone()
 }
 
+/// Path of the `hub` binary built with `--release`, for benchmarks
+/// (`$HUB_RELEASE_BIN` when set).
+pub fn hub_release_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| build_profile_bin("hub", "HUB_RELEASE_BIN", true))
+        .clone()
+}
+
 fn build_bin(name: &str, env: &str) -> PathBuf {
+    build_profile_bin(name, env, false)
+}
+
+fn build_profile_bin(name: &str, env: &str, release: bool) -> PathBuf {
     if let Ok(p) = std::env::var(env) {
         return PathBuf::from(p);
     }
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "-p", "hub", "--bin", name])
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.args(["build", "--quiet", "-p", "hub", "--bin", name]);
+    if release {
+        cmd.arg("--release");
+    }
+    let status = cmd
         .current_dir(repo_root())
         .status()
         .expect("run cargo build");
@@ -294,7 +310,9 @@ fn build_bin(name: &str, env: &str) -> PathBuf {
     let target = std::env::var("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| repo_root().join("target"));
-    target.join("debug").join(name)
+    target
+        .join(if release { "release" } else { "debug" })
+        .join(name)
 }
 
 /// Starts `hub` with `args`.
@@ -348,7 +366,12 @@ pub fn http(
 /// the process and the API address it listens on (`[api] listen` may use
 /// port 0).
 pub fn hub_daemon(config: &Path) -> (JsonProc, String) {
-    let mut cmd = Command::new(hub_bin());
+    hub_daemon_with(&hub_bin(), config)
+}
+
+/// As [`hub_daemon`] with another `hub` binary (e.g. [`hub_release_bin`]).
+pub fn hub_daemon_with(bin: &Path, config: &Path) -> (JsonProc, String) {
+    let mut cmd = Command::new(bin);
     cmd.arg("run").arg("--config").arg(config).env(
         "RUST_LOG",
         std::env::var("HUB_LOG").unwrap_or_else(|_| "warn".into()),
