@@ -27,6 +27,7 @@
 //!    second reaching the cloud and the outbox depth every second.
 //!
 //! Run: `cargo bench -p e2e --bench sync_bench`. Environment:
+//! `SYNC_BROKER_NODELAY=1` (Mosquitto's `set_tcp_nodelay true`),
 //! `SYNC_CREDENTIALS` (default 1,000,000; users, accesses and codes scale
 //! with it, 10:100:1000), `SYNC_SMALL_CREDENTIALS` (10,000), `SYNC_SAMPLES`
 //! (200), `SYNC_BACKLOG` (100,000), `SYNC_SUSTAIN_S` (20), `SYNC_PHASES`
@@ -198,6 +199,8 @@ impl Api {
 struct Seen {
     /// Revisions reported APPLIED, with when the report arrived.
     applied: Vec<(u64, Instant)>,
+    /// Snapshot requests (`resync`) received.
+    resyncs: u64,
     /// Rejections (status lines), to fail loudly.
     rejected: Vec<String>,
     /// Highest sequence number received without a gap (and acknowledged).
@@ -268,6 +271,7 @@ impl Cloud {
             loop {
                 match eventloop.poll().await {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        eprintln!("sync_bench: cloud connected");
                         let _ = out_tx.send(None);
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
@@ -279,7 +283,10 @@ impl Cloud {
                         }
                     }
                     Ok(_) => {}
-                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                    Err(e) => {
+                        eprintln!("sync_bench: cloud connection: {e} (retrying)");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
                 }
             }
         });
@@ -330,6 +337,17 @@ impl Cloud {
         let mut seen = self.seen.lock().unwrap();
         seen.acked = None;
         seen.taken.clear();
+        seen.resyncs = 0;
+    }
+
+    /// Waits for the hub's request for a snapshot: it is connected and
+    /// subscribed (a chunk published earlier would be lost).
+    fn wait_resync(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.seen.lock().unwrap().resyncs == 0 {
+            assert!(Instant::now() < deadline, "no resync request within {timeout:?}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     fn acked(&self) -> Option<u64> {
@@ -397,6 +415,10 @@ fn on_message(seen: &Mutex<Seen>, kind: Kind, payload: &[u8]) -> Vec<pb::Ack> {
             }
             acks
         }
+        Kind::Resync => {
+            seen.resyncs += 1;
+            Vec::new()
+        }
         _ => Vec::new(),
     }
 }
@@ -415,13 +437,16 @@ impl Setup {
     fn new() -> Setup {
         let tmp = TempDir::new("sync-bench");
         let certs = Certs::generate_for(&tmp.path().join("certs"), &[HUB, "cloud"]);
-        let broker = Mosquitto::start(
-            MosquittoOpts::plain()
-                .without_plain()
-                .with_tls(&certs)
-                .persistence(true)
-                .acl(contract_acl(TENANT)),
-        );
+        let mut opts = MosquittoOpts::plain()
+            .without_plain()
+            .with_tls(&certs)
+            .persistence(true)
+            .acl(contract_acl(TENANT));
+        if env_u64("SYNC_BROKER_NODELAY", 0) == 1 {
+            // Mosquitto leaves Nagle's algorithm on by default.
+            opts.extra_conf.push_str("set_tcp_nodelay true\n");
+        }
+        let broker = Mosquitto::start(opts);
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -573,6 +598,7 @@ fn load_snapshot(setup: &Setup, cloud: &Cloud, hub: &Hub, spec: Spec, revision: 
         !api.granted(&door, ("id", &user)),
         "granted before the snapshot"
     );
+    cloud.wait_resync(Duration::from_secs(30));
     let (rss0, hwm0) = hub.memory_kib();
     let t0 = Instant::now();
     for c in chunks {
@@ -670,6 +696,14 @@ fn change_to_enforce(
             );
         }
         latencies.push(t0.elapsed());
+        if (i + 1) % 20 == 0 {
+            eprintln!(
+                "sync_bench: change {}/{samples} at {} credentials, last {}",
+                i + 1,
+                spec.credentials,
+                ms(t0.elapsed())
+            );
+        }
         rev += 1;
         let a = cloud.wait_applied(rev, Duration::from_secs(30));
         applied.push(a - t0);
