@@ -345,7 +345,10 @@ impl Cloud {
     fn wait_resync(&self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         while self.seen.lock().unwrap().resyncs == 0 {
-            assert!(Instant::now() < deadline, "no resync request within {timeout:?}");
+            assert!(
+                Instant::now() < deadline,
+                "no resync request within {timeout:?}"
+            );
             std::thread::sleep(Duration::from_millis(5));
         }
     }
