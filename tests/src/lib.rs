@@ -6,7 +6,7 @@
 //!   seen for later assertions. The child is killed on drop.
 //! - [`libosdp_pd`] / [`libosdp_cp`] start `tests/peers/libosdp_peer.py`
 //!   (libosdp 3.2.9) in the PD or CP role on a fresh PTY.
-//! - [`hub`] starts the real `hub` binary, built on first use.
+//! - [`hub()`] starts the real `hub` binary, built on first use.
 //! - [`broker`]: real MQTT brokers (Mosquitto, NATS's MQTT listener) on free
 //!   ports, stoppable and restartable, with a test PKI ([`Certs`]) and a
 //!   `rumqttc` test client ([`TestClient`]).
