@@ -6,7 +6,8 @@
 //!   seen for later assertions. The child is killed on drop.
 //! - [`libosdp_pd`] / [`libosdp_cp`] start `tests/peers/libosdp_peer.py`
 //!   (libosdp 3.2.9) in the PD or CP role on a fresh PTY.
-//! - [`hub()`] starts the real `hub` binary, built on first use;
+//! - [`hub()`] starts the real `hub` binary, built on first use
+//!   ([`hub_release_bin`]: the release build, for benches);
 //!   [`hub_daemon`] starts `hub run --config` and waits for its ready line;
 //!   [`http_request`] / [`http`] talk to its HTTP listeners.
 //! - [`reader`]: what a door's libosdp reader is shown and told (H10301
@@ -303,7 +304,19 @@ pub fn hubctl_bin() -> PathBuf {
         .clone()
 }
 
+/// Path of the `hub` binary built with `--release`, for benchmarks
+/// (`$HUB_RELEASE_BIN` when set).
+pub fn hub_release_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| build_profile_bin("hub", "HUB_RELEASE_BIN", true))
+        .clone()
+}
+
 fn build_bin(name: &str, env: &str) -> PathBuf {
+    build_profile_bin(name, env, false)
+}
+
+fn build_profile_bin(name: &str, env: &str, release: bool) -> PathBuf {
     if let Ok(p) = std::env::var(env) {
         return PathBuf::from(p);
     }
@@ -311,6 +324,9 @@ fn build_bin(name: &str, env: &str) -> PathBuf {
     cargo
         .args(["build", "--quiet", "-p", "hub", "--bin", name])
         .current_dir(repo_root());
+    if release {
+        cargo.arg("--release");
+    }
     // `cargo test` gives this process the e2e package's variables; ring's
     // build script reruns when CARGO_MANIFEST_DIR changes, so passing them
     // on would rebuild ring and all above it here, and again at the next
@@ -334,7 +350,9 @@ fn build_bin(name: &str, env: &str) -> PathBuf {
     let target = std::env::var("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| repo_root().join("target"));
-    target.join("debug").join(name)
+    target
+        .join(if release { "release" } else { "debug" })
+        .join(name)
 }
 
 /// Starts `hub` with `args`.
@@ -449,7 +467,12 @@ pub fn http(
 /// the process and the API address it listens on (`[api] listen` may use
 /// port 0).
 pub fn hub_daemon(config: &Path) -> (JsonProc, String) {
-    let (p, ready) = hub_daemon_ready(config);
+    hub_daemon_with(&hub_bin(), config)
+}
+
+/// As [`hub_daemon`] with another `hub` binary (e.g. [`hub_release_bin`]).
+pub fn hub_daemon_with(bin: &Path, config: &Path) -> (JsonProc, String) {
+    let (p, ready) = hub_daemon_ready_with(bin, config);
     let api = ready["api"].as_str().unwrap_or_default().to_string();
     (p, api)
 }
@@ -457,7 +480,12 @@ pub fn hub_daemon(config: &Path) -> (JsonProc, String) {
 /// As [`hub_daemon`], returning the whole ready line (`api`, `web`: the
 /// addresses of the listeners configured).
 pub fn hub_daemon_ready(config: &Path) -> (JsonProc, Value) {
-    let mut cmd = Command::new(hub_bin());
+    hub_daemon_ready_with(&hub_bin(), config)
+}
+
+/// As [`hub_daemon_ready`] with another `hub` binary.
+pub fn hub_daemon_ready_with(bin: &Path, config: &Path) -> (JsonProc, Value) {
+    let mut cmd = Command::new(bin);
     cmd.arg("run").arg("--config").arg(config).env(
         "RUST_LOG",
         std::env::var("HUB_LOG").unwrap_or_else(|_| "warn".into()),
