@@ -24,6 +24,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic, missing_docs)]
 
 mod common;
+use common::{malloc_trim, mib, status_kib};
 
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -287,31 +288,4 @@ fn pct(sorted: &[Duration], q: f64) -> Duration {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
-}
-
-fn mib(kib: u64) -> String {
-    format!("{:.1} MiB", kib as f64 / 1024.0)
-}
-
-/// A field of `/proc/self/status` in KiB (`VmRSS`, `VmHWM`), 0 when unknown.
-fn status_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field) && l[field.len()..].starts_with(':'))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-/// Returns the free heap to the OS (glibc).
-#[allow(unsafe_code)]
-fn malloc_trim() {
-    // SAFETY: malloc_trim only releases free heap memory; no pointer is
-    // involved.
-    unsafe {
-        libc::malloc_trim(0);
-    }
 }

@@ -225,18 +225,8 @@ pub fn run_sync(
     store: Arc<Store>,
     hooks: Hooks,
 ) -> Result<SyncHandle<CloudState>, CloudError> {
-    let topics = Topics::new(&config.tenant, &config.hub_id)?;
-    let mut mqtt = match &config.tls {
-        Some(files) => MqttSettings::tls(
-            config.host.clone(),
-            config.port,
-            config.hub_id.clone(),
-            driver::tls_config(files)?,
-        ),
-        None => MqttSettings::plain(config.host.clone(), config.port, config.hub_id.clone()),
-    };
-    mqtt.keep_alive = config.keepalive;
-    Ok(run_sync_with(SyncConfig::new(topics), mqtt, store, hooks))
+    let (sync, mqtt) = settings(config)?;
+    Ok(run_sync_with(sync, mqtt, store, hooks))
 }
 
 /// [`run_sync`] starting from a view the caller already built from the
@@ -248,6 +238,13 @@ pub fn run_sync_sharing(
     current: Option<(Arc<View>, u64)>,
     hooks: Hooks,
 ) -> Result<SyncHandle<CloudState>, CloudError> {
+    let (sync, mqtt) = settings(config)?;
+    let state = CloudState::with_view(store, hooks, current);
+    Ok(driver::spawn(sync, mqtt, state))
+}
+
+/// The engine's and the MQTT client's settings for `config`.
+fn settings(config: &CloudConfig) -> Result<(SyncConfig, MqttSettings), CloudError> {
     let topics = Topics::new(&config.tenant, &config.hub_id)?;
     let mut mqtt = match &config.tls {
         Some(files) => MqttSettings::tls(
@@ -259,8 +256,7 @@ pub fn run_sync_sharing(
         None => MqttSettings::plain(config.host.clone(), config.port, config.hub_id.clone()),
     };
     mqtt.keep_alive = config.keepalive;
-    let state = CloudState::with_view(store, hooks, current);
-    Ok(driver::spawn(SyncConfig::new(topics), mqtt, state))
+    Ok((SyncConfig::new(topics), mqtt))
 }
 
 /// [`run_sync`] with every engine and MQTT setting given.

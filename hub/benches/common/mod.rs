@@ -53,17 +53,36 @@ pub fn load(store: &Store, n: u64, revision: u64) -> SnapshotInfo {
 }
 
 /// Resident memory of this process in KiB (`VmRSS`), 0 when unknown.
-#[allow(dead_code)]
 pub fn rss_kib() -> u64 {
+    status_kib("VmRSS")
+}
+
+/// A field of `/proc/self/status` in KiB (`VmRSS`, `VmHWM`), 0 when unknown.
+pub fn status_kib(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(field) && l[field.len()..].starts_with(':'))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|v| v.parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// KiB as MiB for a report.
+pub fn mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
+/// Returns the free heap to the OS (glibc).
+#[allow(unsafe_code)]
+pub fn malloc_trim() {
+    // SAFETY: malloc_trim only releases free heap memory; no pointer is
+    // involved.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// A benchmark that runs its phases in fresh processes (cold starts, RSS)
