@@ -126,6 +126,26 @@ fn hub_process_synced_by_the_reference_cloud_over_mtls() {
     assert!(exit.success(), "{exit:?}");
 }
 
+/// `hubctl snapshot` of the example data set as revision 1, then waits
+/// until the hub grants Ann (user 201) at the front door.
+fn snapshot_enforced(cloud: &Cloud, api: &str) {
+    let site = repo_root().join("hub/examples/data/site.json");
+    let (code, lines, err) = hubctl(
+        cloud,
+        &[
+            "snapshot",
+            "--file",
+            site.to_str().unwrap(),
+            "--revision",
+            "1",
+        ],
+    );
+    assert_eq!(code, Some(0), "{lines:?} {err}");
+    eventually("the snapshot enforced", || {
+        check(api, "201")["success"] == true
+    });
+}
+
 /// `hubctl ARGS` through the test's cloud: (exit code, JSON lines, log).
 fn hubctl(cloud: &Cloud, args: &[&str]) -> (Option<i32>, Vec<Value>, String) {
     let out = cloud.run(args);
@@ -175,21 +195,7 @@ fn cloud_commands_reach_the_doors_once_and_lockdown_survives_a_restart() {
     let (_broker, cloud) = Cloud::start(tmp.path(), TENANT, HUB);
     let config = write_config_with(tmp.path(), &cloud, SIM_DOOR);
     let (hub, api) = hub_daemon(&config);
-    let site = repo_root().join("hub/examples/data/site.json");
-    let (code, lines, err) = hubctl(
-        &cloud,
-        &[
-            "snapshot",
-            "--file",
-            site.to_str().unwrap(),
-            "--revision",
-            "1",
-        ],
-    );
-    assert_eq!(code, Some(0), "{lines:?} {err}");
-    eventually("the snapshot enforced", || {
-        check(&api, "201")["success"] == true
-    });
+    snapshot_enforced(&cloud, &api);
 
     // Momentary unlock: OK, carried out by the site.
     let unlock = [
@@ -434,21 +440,7 @@ fn sync_state_and_the_outbox_alarm_are_shown_and_sent() {
     assert!((now - contact).abs() < 60.0, "{contact} vs {now}");
     assert_eq!(metric(&web, "hub_outbox_alarm"), Some(0.0));
 
-    let site = repo_root().join("hub/examples/data/site.json");
-    let (code, lines, err) = hubctl(
-        &cloud,
-        &[
-            "snapshot",
-            "--file",
-            site.to_str().unwrap(),
-            "--revision",
-            "1",
-        ],
-    );
-    assert_eq!(code, Some(0), "{lines:?} {err}");
-    eventually("the snapshot enforced", || {
-        check(&api, "201")["success"] == true
-    });
+    snapshot_enforced(&cloud, &api);
 
     // Nobody acknowledges: entries pile up past the alarm level. Paced so
     // the page (refreshed each second) sees the alarm long before the hard
