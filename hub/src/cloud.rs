@@ -608,6 +608,19 @@ impl CloudState {
         out
     }
 
+    /// Drops the store's records of one-time code uses whose code the new
+    /// data set no longer has (the cloud deleted it): a code the cloud
+    /// makes again under that id starts unused. Already applied, so a
+    /// failure here is only logged (the record is ignored meanwhile: a
+    /// view marks only codes it has).
+    fn forget_deleted_code_uses(&self, view: &View) {
+        match self.store.forget_code_uses(|id| view.has_code(id)) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(codes = n, "uses of deleted one-time codes forgotten"),
+            Err(e) => tracing::warn!("cannot forget the uses of deleted codes: {e}"),
+        }
+    }
+
     fn install(&mut self, view: View, revision: u64) {
         let view = Arc::new(view);
         // Ours first: the old view goes as soon as the daemon lets it go.
@@ -678,6 +691,7 @@ impl LocalState for CloudState {
             }
             Err(e) => return Err(store_err(e)),
         }
+        self.forget_deleted_code_uses(&view);
         self.install(view, r.revision);
         let mut statuses = self.collect_statuses(Some(&touched_codes), false);
         for id in deleted_codes {
@@ -776,6 +790,7 @@ impl LocalState for CloudState {
         // in force.
         let (view, revision) = site_data::staged_view(&writer).map_err(site_data_err)?;
         writer.commit().map_err(store_err)?;
+        self.forget_deleted_code_uses(&view);
         self.install(view, revision);
         self.reported_codes.clear();
         self.reported_expired.clear();
