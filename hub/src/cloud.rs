@@ -49,7 +49,13 @@
 //!   number.
 //! - Statuses: after each change, the status of every access code it
 //!   touched; every [`hub_sync::SyncConfig::status_interval`], the codes
-//!   whose status changed with time, and temporary accesses that expired.
+//!   whose status changed with time, and temporary accesses that expired;
+//!   and the same look when an event is appended (a one-time code used at
+//!   a door: the daemon marks it in the shared view before it logs the
+//!   CodeUsed event, so its `used` status goes out with that event).
+//! - One-time code uses are the hub's own ([`Store::record_code_use`]):
+//!   every view built here is marked with them, and the uses of codes a
+//!   revision or snapshot deleted are dropped ([`Store::forget_code_uses`]).
 
 pub mod convert;
 pub mod reference;

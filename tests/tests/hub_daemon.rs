@@ -2,7 +2,8 @@
 //! reader on a PTY bus: cards and PINs open the door (strike relay, green
 //! LED) or not (red LED, no relay), door position inputs raise forced-open
 //! and held-open alarms, and every one of them is in the access log the hub
-//! lists at `GET /api/v1/events`.
+//! lists at `GET /api/v1/events`. A one-time access code opens the door
+//! once, also across a restart.
 //!
 //! One PD per bus (a single libosdp Python PD does not stall; see
 //! tests/peers/README.md). Needs `.venv` with libosdp (scripts/test-env.sh).
