@@ -49,7 +49,13 @@
 //!   number.
 //! - Statuses: after each change, the status of every access code it
 //!   touched; every [`hub_sync::SyncConfig::status_interval`], the codes
-//!   whose status changed with time, and temporary accesses that expired.
+//!   whose status changed with time, and temporary accesses that expired;
+//!   and the same look when an event is appended (a one-time code used at
+//!   a door: the daemon marks it in the shared view before it logs the
+//!   CodeUsed event, so its `used` status goes out with that event).
+//! - One-time code uses are the hub's own ([`Store::record_code_use`]):
+//!   every view built here is marked with them, and the uses of codes a
+//!   revision or snapshot deleted are dropped ([`Store::forget_code_uses`]).
 
 pub mod convert;
 pub mod reference;
@@ -604,6 +610,19 @@ impl CloudState {
         out
     }
 
+    /// Drops the store's records of one-time code uses whose code the new
+    /// data set no longer has (the cloud deleted it): a code the cloud
+    /// makes again under that id starts unused. Already applied, so a
+    /// failure here is only logged (the record is ignored meanwhile: a
+    /// view marks only codes it has).
+    fn forget_deleted_code_uses(&self, view: &View) {
+        match self.store.forget_code_uses(|id| view.has_code(id)) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(codes = n, "uses of deleted one-time codes forgotten"),
+            Err(e) => tracing::warn!("cannot forget the uses of deleted codes: {e}"),
+        }
+    }
+
     fn install(&mut self, view: View, revision: u64) {
         let view = Arc::new(view);
         // Ours first: the old view goes as soon as the daemon lets it go.
@@ -674,6 +693,7 @@ impl LocalState for CloudState {
             }
             Err(e) => return Err(store_err(e)),
         }
+        self.forget_deleted_code_uses(&view);
         self.install(view, r.revision);
         let mut statuses = self.collect_statuses(Some(&touched_codes), false);
         for id in deleted_codes {
@@ -772,6 +792,7 @@ impl LocalState for CloudState {
         // in force.
         let (view, revision) = site_data::staged_view(&writer).map_err(site_data_err)?;
         writer.commit().map_err(store_err)?;
+        self.forget_deleted_code_uses(&view);
         self.install(view, revision);
         self.reported_codes.clear();
         self.reported_expired.clear();

@@ -285,6 +285,9 @@ impl Hub {
     /// snapshot or change set to the store.
     pub fn replace_view(&self, view: Arc<View>) {
         let mut base = self.base.lock().unwrap_or_else(PoisonError::into_inner);
+        // One-time codes used since the new view was read from the store
+        // stay used (the store has them too; see `record_code_use`).
+        view.keep_code_uses_of(&base.0);
         // Command lockdowns stay in force over the new data set.
         base.1.apply(&view);
         self.view.store(Arc::clone(&view));
@@ -311,6 +314,31 @@ impl Hub {
         drop(base);
         self.view_changed.send_replace(());
         Ok(next)
+    }
+
+    /// A one-time access code was used at `at` (the site marked it in the
+    /// view it decided on): marks it in the current view and in the data
+    /// set's own view (the one the cloud sync reports statuses from; a
+    /// different copy while a command lockdown is in force), then records
+    /// it in the store, so it stays used after a restart or a new data
+    /// set. Call before the CodeUsed event is appended: the append wakes
+    /// the sync, which reports the code's new status then.
+    pub(crate) fn record_code_use(
+        &self,
+        code: &access::AccessCodeId,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        {
+            // One view in force (command lockdowns are flags on it), which
+            // the site task's decision already marked; this covers a use
+            // recorded on a view that was replaced meanwhile.
+            let base = self.base.lock().unwrap_or_else(PoisonError::into_inner);
+            base.0.record_code_use(code, at);
+        }
+        self.log
+            .store()
+            .record_code_use(code.as_str(), at.as_millisecond())
+            .map(drop)
     }
 
     /// Whether the data set itself (not a command) puts `door` (`None`:
@@ -815,6 +843,11 @@ impl SiteTask {
                 self.record(&e);
             }
             Effect::CodeUsed { code, at } => {
+                if let Err(e) = self.hub.record_code_use(&code, at) {
+                    // The running views refuse the code; only a restart or
+                    // a new data set before the store works again forgets.
+                    warn!(code = %code.as_str(), "one-time code use not stored: {e}");
+                }
                 let mut e = HubEvent::new(
                     EventKind::CodeUsed,
                     format!("one-time access code {} used", code.as_str()),
@@ -996,4 +1029,61 @@ async fn site_loop(mut task: SiteTask, wakers: Wakers) {
 /// so no watch guard lives across the site loop's awaits.
 async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::access::{decide, decide_entry, fixture, Direction, Pin, Request};
+    use crate::store::StoreConfig;
+
+    #[test]
+    fn a_one_time_code_used_at_a_door_is_refused_by_every_view_and_stored() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let config = StoreConfig::new(dir.path().join("store"));
+        let store = Arc::new(Store::open(config).unwrap().0);
+        let base = Arc::new(View::build(fixture::data()).unwrap());
+        // A command lockdown at the back door: a flag on the one view, not
+        // a copy of it.
+        let overrides = commands::Overrides {
+            door_lockdown: ["back".to_owned()].into(),
+            ..commands::Overrides::default()
+        };
+        overrides.apply(&base);
+        let (view_changed, _rx) = watch::channel(());
+        let hub = Hub {
+            view: Arc::new(ArcSwap::new(Arc::clone(&base))),
+            view_changed,
+            log: EventLog::new(Arc::clone(&store)),
+            base: Mutex::new((Arc::clone(&base), overrides)),
+            overrides_dir: dir.path().to_owned(),
+        };
+        let shared = hub.view().load_full();
+        assert!(Arc::ptr_eq(&shared, &base));
+
+        // The site decides on the shared view and marks the code there.
+        let request = Request::pin("front", Direction::In, Pin::parse("8642").unwrap());
+        let now = fixture::now();
+        let first = decide_entry(&request, &shared, now);
+        assert!(first.granted && first.code_consumed);
+        assert!(!decide_entry(&request, &shared, now).granted);
+        // A new data set read from the store before the use was stored
+        // arrives between the decision and its CodeUsed effect...
+        hub.replace_view(Arc::new(View::build(fixture::data()).unwrap()));
+        assert!(!decide(&request, &hub.view().load(), now).granted);
+        // ...and the effect marks whatever view is in force, and the store.
+        hub.record_code_use(&"code-once".into(), first.at).unwrap();
+        assert!(!decide(&request, &hub.view().load(), now).granted);
+        assert_eq!(
+            store.code_uses().unwrap(),
+            [("code-once".to_owned(), first.at.as_millisecond())]
+        );
+        // The lockdown lifted: still used.
+        hub.update_overrides(|o| o.door_lockdown.clear()).unwrap();
+        assert!(!decide(&request, &hub.view().load(), now).granted);
+        // A view built without the use (a revision read before the store
+        // write) takes it over from the view it replaces.
+        hub.replace_view(Arc::new(View::build(fixture::data()).unwrap()));
+        assert!(!decide(&request, &hub.view().load(), now).granted);
+    }
 }

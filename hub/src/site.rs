@@ -3,7 +3,7 @@
 //!
 //! It takes what the buses report ([`osdp::cp::Event`]s, tagged with the bus
 //! number), runs each reader's credential input ([`crate::access_input`]),
-//! asks [`decide()`](crate::access::decide()) about every complete presentation, drives
+//! asks [`decide_entry()`](crate::access::decide_entry()) about every complete presentation, drives
 //! each [`crate::door::Door`], and hands back [`Effect`]s for the caller to
 //! apply: OSDP commands (strike relay, LED, buzzer) to submit on a bus,
 //! decisions to log (and send to the cloud), alarms and device events.
@@ -31,7 +31,7 @@ use osdp::cp::Event;
 use osdp::reply::Reply;
 use thiserror::Error;
 
-use crate::access::{self, decide, CardNumber, Decision, Direction, Request, View};
+use crate::access::{self, decide_entry, CardNumber, Decision, Direction, Request, View};
 use crate::access_input::{InputConfig, InputConfigError, InputStates, Presentation, ReaderId};
 use crate::door::{Door, DoorAction, DoorAlarm, DoorConfig, DoorInput, DoorMode, Indication};
 
@@ -131,7 +131,8 @@ pub enum Effect {
         /// Why, for people (card numbers masked, PINs never shown).
         why: String,
     },
-    /// A one-time access code was used: persist it.
+    /// A one-time access code was used (already marked in the view this
+    /// site decided on): persist it and mark it in the current view.
     CodeUsed {
         /// The code.
         code: access::AccessCodeId,
@@ -484,7 +485,9 @@ impl Site {
             Some(l) => request.with_lockout(l),
             None => request,
         };
-        let decision = decide(&request, &self.view, wall);
+        // Marks a one-time code used in the shared view at once (a racing
+        // decision elsewhere loses); the CodeUsed effect persists it.
+        let decision = decide_entry(&request, &self.view, wall);
         if with_pin {
             self.inputs
                 .report_outcome(&reader, decision.is_wrong_pin(), now);

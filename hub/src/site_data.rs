@@ -26,6 +26,12 @@
 //! come back ordered by key (id), not in the order they were saved; nothing
 //! in [`View`] depends on that order.
 //!
+//! One-time access codes this hub used are not in these collections: the
+//! store keeps them apart ([`Store::record_code_use`]) and every view built
+//! here ([`load_view`], [`load_view_with_changes`], [`staged_view`]) is
+//! marked with them, so a use survives restarts, revisions and snapshots
+//! that still carry the code unused.
+//!
 //! [`load_view`] builds the decision [`View`] straight
 //! from the store instead (no `DataSet` in between; the hub's path, see
 //! docs/benchmarks.md for its memory).
@@ -55,6 +61,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use jiff::tz::TimeZoneDatabase;
+use jiff::Timestamp;
 
 use crate::access::view::ViewBuilder;
 use crate::access::{
@@ -220,7 +227,9 @@ pub fn load_view_with_tzdb(
     store: &Store,
     tzdb: &TimeZoneDatabase,
 ) -> Result<(View, u64), SiteDataError> {
-    build_view(&store.view(), tzdb)
+    let view = build_view(&store.view(), tzdb)?;
+    merge_code_uses(&view.0, store)?;
+    Ok(view)
 }
 
 /// The [`View`] the store's data set would give after `change`, without
@@ -233,13 +242,31 @@ pub fn load_view_with_changes(
     store: &Store,
     change: &ChangeSet,
 ) -> Result<(View, u64), SiteDataError> {
-    build_view(&store.view_with(change)?, &TimeZoneDatabase::bundled())
+    let view = build_view(&store.view_with(change)?, &TimeZoneDatabase::bundled())?;
+    merge_code_uses(&view.0, store)?;
+    Ok(view)
 }
 
 /// The [`View`] of a snapshot being written, before its commit (to refuse
 /// a bad one while the old data set is still in force).
 pub fn staged_view(writer: &store::SnapshotWriter<'_>) -> Result<(View, u64), SiteDataError> {
-    build_view(&writer.view(), &TimeZoneDatabase::bundled())
+    let view = build_view(&writer.view(), &TimeZoneDatabase::bundled())?;
+    merge_code_uses(&view.0, writer.store())?;
+    Ok(view)
+}
+
+/// Marks in `view` the one-time code uses this hub recorded in the store
+/// ([`Store::record_code_use`]): a use outlives a restart and every new
+/// data set, even one that still carries the code unused. Uses of codes
+/// the view does not have are ignored here (the cloud sync drops them,
+/// [`Store::forget_code_uses`]).
+fn merge_code_uses(view: &View, store: &Store) -> Result<(), SiteDataError> {
+    for (id, ms) in store.code_uses()? {
+        if let Ok(at) = Timestamp::from_millisecond(ms) {
+            view.record_code_use(&id.into(), at);
+        }
+    }
+    Ok(())
 }
 
 /// [`load_view`] over any store view (current, with changes laid over, or

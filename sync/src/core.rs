@@ -334,8 +334,14 @@ impl SyncCore {
     }
 
     /// New events were appended to the outbox: send them when the window
-    /// allows.
+    /// allows, and report the status changes that came with them at once
+    /// rather than at the next status pass (a one-time access code used
+    /// at a door: the hub records the use before it appends the event).
     pub fn handle_outbox_changed(&mut self, local: &mut impl LocalState, now: Instant) {
+        if self.connected {
+            let statuses = local.statuses(false);
+            self.publish_statuses(local, statuses);
+        }
         self.pump_outbox(local, now);
     }
 

@@ -29,7 +29,8 @@ pub const ANN_CARD: (u32, u32) = (12, 34567);
 pub const ANN_PIN: &str = "4321";
 
 /// Ann (user 201) has card 12:34567 and PIN 4321 and a membership for the
-/// front and the back door.
+/// front and the back door. A courier has the one-time access code 8642 at
+/// the front door.
 pub const DATA_SET: &str = r#"{
   "site": {"id": "e2e-site", "name": "E2E", "time_zone": "UTC"},
   "doors": [{"id": "front", "name": "Front Door", "membership_type_ids": [1]},
@@ -42,6 +43,10 @@ pub const DATA_SET: &str = r#"{
   }],
   "credentials": [
     {"id": "c-ann-pin", "user": "201", "access_method": "code", "code": "4321"}
+  ],
+  "access_codes": [
+    {"id": "code-courier", "door": "front", "name": "Courier", "code": "8642",
+     "one_time_use": true, "created_at": "2026-01-01T00:00:00Z"}
   ]
 }"#;
 

@@ -2,7 +2,8 @@
 //! reader on a PTY bus: cards and PINs open the door (strike relay, green
 //! LED) or not (red LED, no relay), door position inputs raise forced-open
 //! and held-open alarms, and every one of them is in the access log the hub
-//! lists at `GET /api/v1/events`.
+//! lists at `GET /api/v1/events`. A one-time access code opens the door
+//! once, also across a restart.
 //!
 //! One PD per bus (a single libosdp Python PD does not stall; see
 //! tests/peers/README.md). Needs `.venv` with libosdp (scripts/test-env.sh).
@@ -218,6 +219,67 @@ fn door_position_inputs_raise_forced_and_held_open_alarms() {
         .filter(|e| is(e, "kind", json!("alarm_raised")) && is(e, "reason", json!("forced_open")))
         .count();
     assert_eq!(forced_count, 1);
+}
+
+#[test]
+fn a_one_time_code_opens_the_door_once_even_across_a_restart() {
+    let _serial = e2e::exclusive();
+    let Setup {
+        mut peer,
+        hub,
+        api,
+        _dir,
+    } = setup(30);
+    let pin_decision =
+        |e: &Value| is(e, "kind", json!("decision")) && is(e, "method", json!("PIN"));
+
+    // First use: released, and the use is logged.
+    peer.send(json!({"do": "keys", "addr": 1, "keys": "8642#"}));
+    let first = wait_event(&api, "first use of the code", pin_decision);
+    assert_eq!(first["granted"], json!(true), "{first}");
+    command_at_pd(&mut peer, "strike release for the code", |c| {
+        is_cmd(c, "output") && c["control_code"] == json!(OUT_ON)
+    });
+    wait_event(&api, "code_used event", |e| {
+        is(e, "kind", json!("code_used"))
+    });
+    command_at_pd(&mut peer, "strike locked again", |c| {
+        is_cmd(c, "output") && c["control_code"] == json!(OUT_OFF)
+    });
+
+    // Second use: refused at once (no new data set came).
+    let refused = |e: &Value, after: &Value| {
+        assert_eq!(e["granted"], json!(false), "{e}");
+        assert!(e["seq"].as_u64() > after["seq"].as_u64(), "{e}");
+        let message = e["message"].as_str().unwrap();
+        assert!(
+            message.contains("one-time access code Courier already used"),
+            "{message}"
+        );
+    };
+    peer.send(json!({"do": "keys", "addr": 1, "keys": "8642#"}));
+    let second = wait_event(&api, "second use of the code", |e| {
+        pin_decision(e) && e["seq"].as_u64() > first["seq"].as_u64()
+    });
+    refused(&second, &first);
+    command_at_pd(&mut peer, "red LED for the second use", |c| {
+        is_cmd(c, "led") && c["on_color"] == json!(RED)
+    });
+
+    // After a restart (the data set file still has the code unused).
+    let exit = hub
+        .terminate(10 * SEC)
+        .expect("the hub exits after SIGTERM");
+    assert!(exit.success(), "{exit:?}");
+    let (_hub, api) = hub_daemon(&_dir.path().join("hub.toml"));
+    peer.wait_for("secure channel again", 20 * SEC, |v| {
+        is(v, "pd", json!(1)) && is(v, "event", json!("sc")) && is(v, "active", json!(true))
+    });
+    peer.send(json!({"do": "keys", "addr": 1, "keys": "8642#"}));
+    let third = wait_event(&api, "use after the restart", |e| {
+        pin_decision(e) && e["seq"].as_u64() > second["seq"].as_u64()
+    });
+    refused(&third, &second);
 }
 
 #[test]

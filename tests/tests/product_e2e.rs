@@ -8,6 +8,7 @@
 //! the readers then open the doors (strike relay, green LED) or not (red
 //! LED, no relay), and the cloud receives every decision with the hub's id,
 //! its sequence number and the card masked, in order, and acknowledges it.
+//! A one-time access code opens once and the cloud hears it is used up.
 //! A revision removing the user is enforced at the reader. The web page,
 //! behind its login, shows the decisions (masked) and the revision; once
 //! the cloud has acknowledged everything the outbox is empty; SIGTERM stops
@@ -39,6 +40,8 @@ const SCBK: &str = "00112233445566778899aabbccddeeff";
 const API_KEY: &str = "product-test-key";
 const TECH: &str = "tech";
 const TECH_PASSWORD: &str = "correct horse battery staple";
+/// The courier's one-time access code at the front door (in `DATA_SET`).
+const COURIER_CODE: &str = "8642";
 /// A card nobody has.
 const UNKNOWN_CARD: (u32, u32) = (99, 4242);
 const SEC: Duration = Duration::from_secs(1);
@@ -176,7 +179,9 @@ fn assert_no_secrets(text: &str, whose: &str) {
             "{whose} shows card {secret}: {text}"
         );
     }
-    assert!(!text.contains(ANN_PIN), "{whose} shows the PIN: {text}");
+    for pin in [ANN_PIN, COURIER_CODE] {
+        assert!(!text.contains(pin), "{whose} shows a PIN: {text}");
+    }
 }
 
 #[test]
@@ -318,6 +323,38 @@ fn cards_at_real_readers_reach_the_cloud_and_the_web_page() {
     assert!(
         first.windows(2).all(|w| w[0] < w[1]),
         "out of order: {first:?}"
+    );
+
+    // The courier's one-time code at the front keypad: released once, and
+    // the cloud hears the code is used up (its status goes with the
+    // CodeUsed event, without a status command). Typed again: refused.
+    command_at_pd(&mut front, "the strike locked again after the PIN", |c| {
+        c["cmd"] == "output" && c["control_code"] == json!(OUT_OFF)
+    });
+    present(
+        &mut front,
+        json!({"do": "keys", "addr": 1, "keys": format!("{COURIER_CODE}#")}),
+        true,
+        "the one-time code",
+    );
+    tail.wait_for("the code's status: removed, used", 30 * SEC, |l| {
+        l["topic"] == "status"
+            && l["statuses"].as_array().is_some_and(|all| {
+                all.iter().any(|s| {
+                    s["key"]["id"] == "code-courier"
+                        && s["kind"] == "STATUS_KIND_CODE_REMOVED"
+                        && s["reason"] == "used"
+                })
+            })
+    });
+    command_at_pd(&mut front, "the strike locked again after the code", |c| {
+        c["cmd"] == "output" && c["control_code"] == json!(OUT_OFF)
+    });
+    present(
+        &mut front,
+        json!({"do": "keys", "addr": 1, "keys": format!("{COURIER_CODE}#")}),
+        false,
+        "the one-time code again",
     );
 
     // A revision removes Ann; her card is now refused at the reader.

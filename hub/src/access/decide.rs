@@ -16,8 +16,8 @@
 //! credentials in tens of MiB) and decodes these two per decision. State that lives outside the data set comes in with the
 //! request: the reader's PIN lockout ([`Request::lockout`]); what has to be
 //! remembered goes out with the decision: a one-time code used up
-//! ([`Decision::code_consumed`], persist it with
-//! [`View::record_code_use`]), a first-card unlock
+//! ([`Decision::code_consumed`]: [`decide_entry`] marks it in the view
+//! with [`View::record_code_use`], the caller persists it), a first-card unlock
 //! ([`Decision::first_card_unlock`]).
 //!
 //! Rules, in order of precedence (the first that applies decides):
@@ -752,8 +752,9 @@ pub struct Decision {
     pub access_code: Option<AccessCodeId>,
     /// Granted to a user who needs a longer strike time.
     pub extended_unlock: bool,
-    /// A one-time access code was used up: persist it
-    /// ([`View::record_code_use`]).
+    /// A one-time access code was used up: persist it. [`decide_entry`]
+    /// has marked it in the view ([`View::record_code_use`]); [`decide()`]
+    /// alone has not.
     pub code_consumed: bool,
     /// The first grant during a first-card lock/unlock period: hold the door
     /// unlocked until [`door_mode`] leaves
@@ -1088,7 +1089,7 @@ impl Ctx<'_> {
                 why: RemovedReason::Used,
             } => Reason::CodeUsed {
                 code: name,
-                used: self.local(code.used_at.unwrap_or(self.now)),
+                used: self.local(code.used_at.get().unwrap_or(self.now)),
             },
             CodeStatus::Removed {
                 why: RemovedReason::Deleted,
@@ -1264,8 +1265,28 @@ impl Ctx<'_> {
     }
 }
 
+/// [`decide()`] for an entry that happens (a door opens on the grant): a
+/// one-time access code it uses up is marked used in `view` at once
+/// ([`View::record_code_use`], an atomic compare-and-swap), so the view
+/// refuses it from the next decision on. When another decision used the
+/// code first, this one lost the race: it is decided again and refused
+/// like any later use ("already used"). The caller persists a use
+/// ([`Decision::code_consumed`]).
+pub fn decide_entry(request: &Request<'_>, view: &View, now: Timestamp) -> Decision {
+    let decision = decide(request, view, now);
+    if !decision.code_consumed {
+        return decision;
+    }
+    match &decision.access_code {
+        Some(code) if view.record_code_use(code, decision.at) => decision,
+        // The code reads as used now, so this is the "already used" denial.
+        _ => decide(request, view, now),
+    }
+}
+
 /// Decides one request at `now`. Pure: no I/O, no clock, no state beyond
-/// the arguments. See the module documentation for the rules.
+/// the arguments; it does not mark a one-time code used ([`decide_entry`]
+/// does). See the module documentation for the rules.
 pub fn decide(request: &Request<'_>, view: &View, now: Timestamp) -> Decision {
     let method = request.presented.method();
     let records_entry = !matches!(&request.presented, Presented::Check(q) if q.check_only);
@@ -1968,18 +1989,48 @@ mod tests {
 
     #[test]
     fn one_time_code_is_used_once() {
-        let mut view = view();
+        let view = view();
         let request = Request::pin("front", In, pin("8642"));
-        let first = decide(&request, &view, now());
+        // `decide` alone marks nothing: asking twice grants twice.
+        assert!(decide(&request, &view, now()).code_consumed);
+        let first = decide_entry(&request, &view, now());
         assert!(first.granted && first.code_consumed);
-        // The caller persists the use.
-        assert!(view.record_code_use(first.access_code.as_ref().unwrap(), first.at));
-        let again = decide(&request, &view, at("2026-06-03T10:05"));
+        assert_eq!(view.code_used_at("code-once"), Some(first.at));
+        let again = decide_entry(&request, &view, at("2026-06-03T10:05"));
         assert!(!again.granted && !again.code_consumed && !again.is_wrong_pin());
         assert_eq!(
             again.message(),
             "one-time access code Courier already used 2026-06-03 10:00"
         );
+        assert_eq!(decide(&request, &view, at("2026-06-03T10:05")), again);
+    }
+
+    #[test]
+    fn racing_entries_with_one_code_open_once() {
+        let request = Request::pin("front", In, pin("8642"));
+        for round in 0..20 {
+            let view = std::sync::Arc::new(view());
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(3));
+            let decisions: Vec<Decision> = (0..3)
+                .map(|_| {
+                    let (view, barrier) = (view.clone(), barrier.clone());
+                    let request = request.clone();
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        decide_entry(&request, &view, now())
+                    })
+                })
+                .collect::<Vec<_>>()
+                .into_iter()
+                .map(|h| h.join().unwrap())
+                .collect();
+            let granted = decisions.iter().filter(|d| d.granted).count();
+            assert_eq!(granted, 1, "round {round}");
+            for d in decisions.iter().filter(|d| !d.granted) {
+                assert!(!d.code_consumed);
+                assert!(d.message().contains("already used"), "{}", d.message());
+            }
+        }
     }
 
     #[test]

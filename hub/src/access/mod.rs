@@ -26,8 +26,8 @@ pub mod schedule;
 pub mod view;
 
 pub use decide::{
-    decide, door_mode, CheckQuery, Decision, Direction, DoorMode, LocalTime, Lockout, MaskedCard,
-    MembershipSummary, Presented, Reason, Request, UserSummary,
+    decide, decide_entry, door_mode, CheckQuery, Decision, Direction, DoorMode, LocalTime, Lockout,
+    MaskedCard, MembershipSummary, Presented, Reason, Request, UserSummary,
 };
 pub use model::{
     Access, AccessCode, AccessCodeId, AccessDoor, AccessId, AccessKind, AccessMethod, AccessStatus,

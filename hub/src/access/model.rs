@@ -444,8 +444,10 @@ pub struct AccessCode {
     /// `created_at`: of two codes with the same PIN on one door, the older
     /// is set and the newer fails.
     pub created_at: Timestamp,
-    /// When a one-time code was used (set by the hub, persisted by the
-    /// store).
+    /// When a one-time code was used, as the cloud's record says. The
+    /// hub's own uses are marked in the view ([`super::View::code_used_at`])
+    /// and kept in the store's `code_uses` tree
+    /// ([`crate::store::Store::record_code_use`]).
     #[serde(default)]
     pub used_at: Option<Timestamp>,
     /// The cloud deleted the code; kept until its removal is reported.

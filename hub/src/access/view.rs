@@ -36,7 +36,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::ops::Index;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 
 use jiff::tz::{TimeZone, TimeZoneDatabase};
@@ -533,8 +533,57 @@ pub(crate) struct CodeEntry {
     pub(crate) starts_at: Option<Timestamp>,
     pub(crate) ends_at: Option<Timestamp>,
     pub(crate) one_time_use: bool,
-    pub(crate) used_at: Option<Timestamp>,
+    pub(crate) used_at: UsedAt,
     pub(crate) deleted: bool,
+}
+
+/// When a one-time code was used: milliseconds since the epoch in an
+/// atomic slot, 0 while unused. Atomic so that the one view the daemon
+/// shares (with the cloud sync) records a use through `&self`, and two
+/// decisions racing for one code cannot both win ([`UsedAt::claim`]).
+/// A clone copies the current value.
+#[derive(Debug, Default)]
+pub(crate) struct UsedAt(AtomicI64);
+
+impl UsedAt {
+    fn new(at: Option<Timestamp>) -> Self {
+        UsedAt(AtomicI64::new(at.map_or(0, slot_ms)))
+    }
+
+    /// When the code was used, if it was.
+    pub(crate) fn get(&self) -> Option<Timestamp> {
+        match self.0.load(Ordering::Acquire) {
+            0 => None,
+            ms => Timestamp::from_millisecond(ms).ok(),
+        }
+    }
+
+    /// Marks the code used at `at` unless it already is. `Err` carries
+    /// the earlier use: this caller lost.
+    pub(crate) fn claim(&self, at: Timestamp) -> Result<(), Timestamp> {
+        match self
+            .0
+            .compare_exchange(0, slot_ms(at), Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => Ok(()),
+            Err(ms) => Err(Timestamp::from_millisecond(ms).unwrap_or(at)),
+        }
+    }
+}
+
+/// `at` in milliseconds, never 0 (0 means unused; a use at the epoch
+/// itself counts 1 ms later).
+fn slot_ms(at: Timestamp) -> i64 {
+    match at.as_millisecond() {
+        0 => 1,
+        ms => ms,
+    }
+}
+
+impl Clone for UsedAt {
+    fn clone(&self) -> Self {
+        UsedAt(AtomicI64::new(self.0.load(Ordering::Acquire)))
+    }
 }
 
 /// Lockdowns set by commands rather than by the data set: atomics, so the
@@ -1289,7 +1338,7 @@ impl ViewBuilder {
             starts_at: code.starts_at,
             ends_at: code.ends_at,
             one_time_use: code.one_time_use,
-            used_at: code.used_at,
+            used_at: UsedAt::new(code.used_at),
             deleted: code.deleted,
         });
         Ok(())
@@ -1425,7 +1474,13 @@ impl View {
 
     /// Gives the records back (to change them and build a new view); see
     /// [`View::data`] for what a view from the store keeps.
-    pub fn into_data(self) -> DataSet {
+    pub fn into_data(mut self) -> DataSet {
+        // Uses recorded since the build go back into the records.
+        for (record, code) in self.data.access_codes.iter_mut().zip(&self.codes) {
+            if let Some(at) = code.used_at.get() {
+                record.used_at = Some(at);
+            }
+        }
         self.data
     }
 
@@ -1511,15 +1566,46 @@ impl View {
             .collect()
     }
 
-    /// Marks a one-time access code used at `at` (the caller persists the
-    /// data set). Returns false for an unknown code.
-    pub fn record_code_use(&mut self, id: &AccessCodeId, at: Timestamp) -> bool {
-        let Some(&k) = self.code_index.get(id) else {
-            return false;
-        };
-        self.codes[k as usize].used_at = Some(at);
-        self.data.access_codes[k as usize].used_at = Some(at);
-        true
+    /// Marks an access code used at `at`, through `&self`: the shared view
+    /// refuses the code from now on (the caller persists the use, see
+    /// [`crate::store::Store::record_code_use`]). Returns true when this
+    /// call marked it; false for an unknown code or one already used (the
+    /// first use stays: two racing callers cannot both win).
+    pub fn record_code_use(&self, id: &AccessCodeId, at: Timestamp) -> bool {
+        self.code_index
+            .get(id)
+            .is_some_and(|&k| self.codes[k as usize].used_at.claim(at).is_ok())
+    }
+
+    /// Whether the data set has this access code (deleted or not).
+    pub fn has_code(&self, id: &str) -> bool {
+        self.code_index.contains_key(id)
+    }
+
+    /// When an access code was used (recorded by the cloud or by this
+    /// hub); `None` when unused or unknown. [`View::data`] keeps the
+    /// cloud's records as built, so it does not show uses made since.
+    pub fn code_used_at(&self, id: &str) -> Option<Timestamp> {
+        self.code_index
+            .get(id)
+            .and_then(|&k| self.codes[k as usize].used_at.get())
+    }
+
+    /// Every access code that is marked used, with when.
+    pub fn code_uses(&self) -> impl Iterator<Item = (&AccessCodeId, Timestamp)> + '_ {
+        self.codes
+            .iter()
+            .filter_map(|c| c.used_at.get().map(|at| (&c.id, at)))
+    }
+
+    /// Marks in this view every use `other` has of a code this view also
+    /// has (a new view replacing `other` keeps the uses made meanwhile).
+    /// Returns how many were newly marked.
+    pub fn keep_code_uses_of(&self, other: &View) -> usize {
+        other
+            .code_uses()
+            .filter(|(id, at)| self.record_code_use(id, *at))
+            .count()
     }
 
     /// Sets or lifts the site-wide lockdown.
@@ -1578,7 +1664,7 @@ impl View {
     pub(crate) fn code_live(&self, k: u32, now: Timestamp) -> bool {
         let code = &self.codes[k as usize];
         !code.deleted
-            && code.used_at.is_none()
+            && code.used_at.get().is_none()
             && code.failure.is_none()
             && code.starts_at.is_none_or(|s| s <= now)
             && code.ends_at.is_none_or(|e| now < e)
@@ -1591,7 +1677,7 @@ impl View {
                 why: RemovedReason::Deleted,
             };
         }
-        if code.used_at.is_some() {
+        if code.used_at.get().is_some() {
             return CodeStatus::Removed {
                 why: RemovedReason::Used,
             };
@@ -2061,7 +2147,8 @@ mod tests {
 
     #[test]
     fn one_time_use_is_recorded() {
-        let mut view = view();
+        // Through `&self`: the view is shared (Arc) in the daemon.
+        let view = Arc::new(view());
         assert!(view.record_code_use(&"code-once".into(), now()));
         assert!(!view.record_code_use(&"nope".into(), now()));
         assert_eq!(
@@ -2070,7 +2157,56 @@ mod tests {
                 why: RemovedReason::Used
             })
         );
-        assert_eq!(view.data().access_codes[2].used_at, Some(now()));
+        // A second use loses and keeps the first time.
+        let later = now() + jiff::SignedDuration::from_mins(5);
+        assert!(!view.record_code_use(&"code-once".into(), later));
+        assert_eq!(view.code_used_at("code-once"), Some(now()));
+        assert_eq!(
+            view.code_uses()
+                .map(|(id, at)| (id.as_str(), at))
+                .collect::<Vec<_>>(),
+            [("code-once", now())]
+        );
+        // A clone carries the use; so do the records given back.
+        let copy = View::clone(&view);
+        assert_eq!(copy.code_used_at("code-once"), Some(now()));
+        assert_eq!(
+            Arc::unwrap_or_clone(view).into_data().access_codes[2].used_at,
+            Some(now())
+        );
+    }
+
+    #[test]
+    fn racing_uses_of_one_code_have_one_winner() {
+        let view = Arc::new(view());
+        for round in 0..20 {
+            let view = Arc::new(View::clone(&view));
+            let barrier = Arc::new(std::sync::Barrier::new(4));
+            let wins: usize = (0..4)
+                .map(|t| {
+                    let (view, barrier) = (Arc::clone(&view), Arc::clone(&barrier));
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        let at = now() + jiff::SignedDuration::from_secs(t);
+                        usize::from(view.record_code_use(&"code-once".into(), at))
+                    })
+                })
+                .collect::<Vec<_>>()
+                .into_iter()
+                .map(|h| h.join().unwrap())
+                .sum();
+            assert_eq!(wins, 1, "round {round}");
+        }
+    }
+
+    #[test]
+    fn a_new_view_keeps_the_uses_of_the_one_it_replaces() {
+        let old = view();
+        assert!(old.record_code_use(&"code-once".into(), now()));
+        let new = view();
+        assert_eq!(new.keep_code_uses_of(&old), 1);
+        assert_eq!(new.code_used_at("code-once"), Some(now()));
+        assert_eq!(new.keep_code_uses_of(&old), 0);
     }
 
     #[test]

@@ -470,3 +470,79 @@ fn the_daemon_gets_the_syncs_own_view_and_revisions_go_through_the_store() {
     assert_eq!(store.revision(), Some(10));
     assert!(!decide(&card(55555), s.view().unwrap(), now).granted);
 }
+
+#[test]
+fn a_one_time_code_used_here_stays_used_and_the_cloud_hears_it() {
+    use crate::access::{decide, decide_entry, Direction, Pin, Request};
+    let dir = tempfile::TempDir::new().unwrap();
+    let store = open(&dir);
+    let (mut s, _) = state(store.clone());
+    snapshot(&mut s, &fixture::data(), 1);
+    let is_once = |st: &pb::EntityStatus| st.key.as_ref().is_some_and(|k| k.id == "code-once");
+    let used = |statuses: &[pb::EntityStatus]| {
+        statuses
+            .iter()
+            .filter(|st| is_once(st))
+            .map(|st| (st.kind(), st.reason.clone()))
+            .collect::<Vec<_>>()
+    };
+    let removed_used = vec![(pb::StatusKind::CodeRemoved, "used".to_owned())];
+    assert!(used(&s.statuses(false)).is_empty());
+
+    // The daemon's path: decided on the shared view (marked there at
+    // once), then recorded in the store.
+    let request = Request::pin("front", Direction::In, Pin::parse("8642").unwrap());
+    let now = fixture::now();
+    let view = s.view().unwrap().clone();
+    let first = decide_entry(&request, &view, now);
+    assert!(first.granted && first.code_consumed);
+    assert!(store
+        .record_code_use("code-once", first.at.as_millisecond())
+        .unwrap());
+    assert!(!decide(&request, &view, now).granted);
+    // The next status pass reports it, once.
+    assert_eq!(used(&s.statuses(false)), removed_used);
+    assert!(used(&s.statuses(false)).is_empty());
+
+    // A revision that sends the code again, still unused in the cloud's
+    // record: it stays used here and says so.
+    let once = fixture::data()
+        .access_codes
+        .into_iter()
+        .find(|c| c.id.as_str() == "code-once")
+        .unwrap();
+    assert_eq!(once.used_at, None);
+    let statuses = s
+        .apply_revision(&pb::Revision {
+            base_revision: 1,
+            revision: 2,
+            changes: vec![upsert(Record::AccessCode(once))],
+        })
+        .unwrap();
+    assert_eq!(used(&statuses), removed_used);
+    let message = decide(&request, s.view().unwrap(), now).message();
+    assert_eq!(
+        message,
+        "one-time access code Courier already used 2026-06-03 10:00"
+    );
+
+    // A snapshot that still carries it unused.
+    let statuses = snapshot(&mut s, &fixture::data(), 3);
+    assert_eq!(used(&statuses), removed_used);
+    assert!(!decide(&request, s.view().unwrap(), now).granted);
+
+    // A restart.
+    drop(s);
+    let (mut s, _) = state(store.clone());
+    assert!(!decide(&request, s.view().unwrap(), now).granted);
+    assert_eq!(s.view().unwrap().code_used_at("code-once"), Some(now));
+
+    // The cloud deletes the code: its use record goes with it.
+    s.apply_revision(&pb::Revision {
+        base_revision: 3,
+        revision: 4,
+        changes: vec![delete(pb::EntityKind::AccessCode, "code-once")],
+    })
+    .unwrap();
+    assert!(store.code_uses().unwrap().is_empty());
+}

@@ -62,6 +62,7 @@
 //! | `outbox` | `e` + seq (u64 BE) | an event's bytes |
 //! | | `r` | highest seq reserved (u64 BE) |
 //! | | `a` | highest seq acknowledged (u64 BE) |
+//! | `code_uses` | an access code's id | when this hub used the one-time code: ms since the epoch, i64 BE |
 //!
 //! `<gen>` is 16 lower-case hex digits, so every collection of one generation
 //! shares the prefix `data:<gen>:`.
@@ -86,6 +87,11 @@
 //!   is an error ([`StoreError::RevisionMismatch`]) and the caller resyncs.
 //! - **Outbox**: see [`Outbox`] for sequence numbers, durability (group
 //!   commit) and the size bound.
+//! - **Code uses** ([`Store::record_code_use`]): the hub's own record of
+//!   one-time access codes it used, outside the generations, so a snapshot
+//!   or change set never touches it; flushed before the call returns. The
+//!   caller merges it into every view it builds
+//!   ([`crate::site_data::load_view`]).
 //!
 //! # Durability and the flusher
 //!
@@ -139,6 +145,7 @@ pub const MAX_COLLECTION_NAME: usize = 128;
 
 const META_TREE: &str = "meta";
 const OUTBOX_TREE: &str = "outbox";
+const CODE_USES_TREE: &str = "code_uses";
 const DATA_PREFIX: &str = "data:";
 const KEY_FORMAT: &[u8] = b"format";
 const KEY_CURRENT: &[u8] = b"current";
@@ -327,6 +334,7 @@ impl OpenReport {
 pub struct Store {
     db: sled::Db,
     meta: sled::Tree,
+    code_uses: sled::Tree,
     data: RwLock<DataState>,
     /// Serialises change sets and snapshot commits.
     writer: Mutex<()>,
@@ -407,6 +415,9 @@ impl Store {
             }
         }
 
+        let code_uses = db
+            .open_tree(CODE_USES_TREE)
+            .map_err(OpenProblem::from_sled)?;
         let sync = Arc::new(SyncState::default());
         let (outbox, outbox_skipped) = Outbox::open(&db, config, Arc::clone(&sync))?;
         // Both modes need it: change sets and acknowledgements are group
@@ -421,6 +432,7 @@ impl Store {
         let store = Store {
             db,
             meta,
+            code_uses,
             data: RwLock::new(DataState {
                 generation,
                 revision,
@@ -634,6 +646,60 @@ impl Store {
         data.revision = Some(change.revision);
         self.sync.dirty.store(true, Ordering::Release);
         Ok(())
+    }
+
+    /// Records that this hub used the one-time access code `id` at `at_ms`
+    /// (ms since the epoch), durably (flushed before it returns: a use
+    /// lost in a crash would open the door again). An earlier record of
+    /// the same code stays. Returns false when there was one.
+    pub fn record_code_use(&self, id: &str, at_ms: i64) -> Result<bool> {
+        let fresh = self
+            .code_uses
+            .compare_and_swap(
+                id.as_bytes(),
+                None as Option<&[u8]>,
+                Some(&at_ms.to_be_bytes()),
+            )?
+            .is_ok();
+        if fresh {
+            self.flush()?;
+        }
+        Ok(fresh)
+    }
+
+    /// Every recorded code use: (code id, ms since the epoch), by id. A
+    /// record that does not decode (not UTF-8, not 8 bytes) is skipped.
+    pub fn code_uses(&self) -> Result<Vec<(String, i64)>> {
+        let mut out = Vec::new();
+        for item in self.code_uses.iter() {
+            let (key, value) = item?;
+            let (Ok(id), Ok(ms)) = (
+                std::str::from_utf8(&key),
+                <[u8; 8]>::try_from(value.as_ref()),
+            ) else {
+                continue;
+            };
+            out.push((id.to_owned(), i64::from_be_bytes(ms)));
+        }
+        Ok(out)
+    }
+
+    /// Drops the use records of the codes `keep` says no to (codes the
+    /// cloud deleted). Returns how many went. Group committed like a
+    /// change set.
+    pub fn forget_code_uses(&self, mut keep: impl FnMut(&str) -> bool) -> Result<usize> {
+        let mut gone = 0;
+        for item in self.code_uses.iter().keys() {
+            let key = item?;
+            if !std::str::from_utf8(&key).is_ok_and(&mut keep) {
+                self.code_uses.remove(&key)?;
+                gone += 1;
+            }
+        }
+        if gone > 0 {
+            self.sync.dirty.store(true, Ordering::Release);
+        }
+        Ok(gone)
     }
 
     /// Flushes everything written so far to disk (`fsync`) now.
@@ -929,6 +995,11 @@ impl SnapshotWriter<'_> {
             self.records += 1;
         }
         Ok(fresh)
+    }
+
+    /// The store the snapshot is written to.
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
     }
 
     /// The records put so far, as a [`View`] at the snapshot's revision (to

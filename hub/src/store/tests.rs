@@ -685,3 +685,31 @@ fn outbox_events_are_salvaged_when_sled_can_read_them() {
     assert_eq!(events[0].1, [1u8; 20]);
     assert_eq!(store.outbox().append(b"next").unwrap().seq, 6);
 }
+
+#[test]
+fn code_uses_are_kept_apart_from_the_data_set() {
+    let dir = TempDir::new().unwrap();
+    let (store, _) = open(&dir);
+    assert!(store.code_uses().unwrap().is_empty());
+    assert!(store.record_code_use("code-a", 1_000).unwrap());
+    // The first use stays.
+    assert!(!store.record_code_use("code-a", 2_000).unwrap());
+    assert!(store.record_code_use("code-b", 3_000).unwrap());
+    // Neither a snapshot nor a change set touches them.
+    snapshot(&store, 1, &[("doors", "d1", 1)]);
+    let mut change = ChangeSet::new(1, 2);
+    change.upsert("doors", b"d2", &2u32).unwrap();
+    store.apply(&change).unwrap();
+    snapshot(&store, 3, &[("doors", "d3", 3)]);
+    let expected = vec![("code-a".to_owned(), 1_000), ("code-b".to_owned(), 3_000)];
+    assert_eq!(store.code_uses().unwrap(), expected);
+    assert_eq!(store.view().collections(), ["doors"]);
+    // A restart keeps them.
+    store.close().unwrap();
+    let (store, _) = open(&dir);
+    assert_eq!(store.code_uses().unwrap(), expected);
+    // Forgetting the codes the data set no longer has.
+    assert_eq!(store.forget_code_uses(|id| id == "code-b").unwrap(), 1);
+    assert_eq!(store.code_uses().unwrap(), [("code-b".to_owned(), 3_000)]);
+    assert_eq!(store.forget_code_uses(|_| true).unwrap(), 0);
+}

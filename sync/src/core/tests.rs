@@ -20,6 +20,8 @@ struct Mem {
     pending: Option<(u64, Records)>,
     outbox: Vec<AccessEvent>,
     commands: Vec<Command>,
+    /// Status changes the next `statuses(false)` reports (and forgets).
+    changed: Vec<EntityStatus>,
 }
 
 fn key_of(e: &Entity) -> (i32, String) {
@@ -97,7 +99,7 @@ impl LocalState for Mem {
         }
     }
     fn statuses(&mut self, _all: bool) -> Vec<EntityStatus> {
-        Vec::new()
+        std::mem::take(&mut self.changed)
     }
     fn command(&mut self, c: &Command) -> CommandResult {
         self.commands.push(c.clone());
@@ -714,4 +716,33 @@ fn the_recent_command_table_is_bounded() {
     // ...the oldest fell out of the table and counts as new.
     h.send(Kind::Cmd, &unlock("c-0").encode_to_vec());
     assert_eq!(h.mem.commands.len(), RECENT_COMMANDS + 2);
+}
+
+#[test]
+fn a_status_change_goes_out_with_the_event_that_came_with_it() {
+    let mut h = Harness::new();
+    h.connect();
+    let used = EntityStatus {
+        key: Some(EntityKey {
+            kind: EntityKind::AccessCode as i32,
+            id: "code-once".into(),
+        }),
+        kind: StatusKind::CodeRemoved as i32,
+        reason: "used".into(),
+        ..EntityStatus::default()
+    };
+    // Offline: nothing is asked or sent.
+    h.core.handle_disconnected(h.now);
+    h.mem.changed.push(used.clone());
+    h.mem.outbox.push(event(1));
+    h.core.handle_outbox_changed(&mut h.mem, h.now);
+    assert!(h.drain().is_empty());
+    assert_eq!(h.mem.changed.len(), 1);
+    // Online: the change goes with the next event, before the status pass.
+    h.connect();
+    h.mem.outbox.push(event(2));
+    h.core.handle_outbox_changed(&mut h.mem, h.now);
+    let out = h.drain();
+    assert_eq!(statuses(&out), [used]);
+    assert_eq!(sent_seqs(&out), [vec![2]]);
 }
