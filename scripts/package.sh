@@ -39,7 +39,11 @@ command -v arm-linux-gnueabihf-gcc >/dev/null || need+=(gcc-arm-linux-gnueabihf 
 command -v qemu-aarch64 >/dev/null || need+=(qemu-user)
 [ ${#need[@]} -eq 0 ] || apt_install "${need[@]}"
 for t in "${targets[@]}"; do
-    rustup target list --installed | grep -qx "$t" || rustup target add "$t"
+    rustup target list --installed | grep -qx "$t" || rustup target add "$t" || {
+        echo "package: rustup cannot add $t to $(rustc --version);" \
+            "pick a toolchain that has it, e.g. RUSTUP_TOOLCHAIN=1.95.0 $0" >&2
+        exit 1
+    }
 done
 command -v cargo-deb >/dev/null || cargo install cargo-deb --locked
 
