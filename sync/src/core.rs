@@ -60,6 +60,10 @@ pub const MAX_ID: usize = 128;
 /// correlation id without carrying the command out again.
 pub const RECENT_COMMANDS: usize = 256;
 
+/// Outbox wakes check statuses at most once in this window; a later
+/// change in the window goes out at its end.
+pub const STATUS_CHECK_EVERY: Duration = Duration::from_millis(100);
+
 /// MQTT quality of service (the contract uses 0 and 1 only).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Qos {
@@ -219,6 +223,8 @@ pub struct SyncCore {
     ack_deadline: Option<Instant>,
     next_health: Option<Instant>,
     next_status: Option<Instant>,
+    /// When an outbox wake last checked statuses (bursts are coalesced).
+    last_status_check: Option<Instant>,
     next_outbox_poll: Option<Instant>,
     /// Results of the last [`RECENT_COMMANDS`] commands, oldest first.
     recent_commands: VecDeque<CommandResult>,
@@ -242,6 +248,7 @@ impl SyncCore {
             ack_deadline: None,
             next_health: None,
             next_status: None,
+            last_status_check: None,
             next_outbox_poll: None,
             recent_commands: VecDeque::new(),
         }
@@ -337,10 +344,23 @@ impl SyncCore {
     /// allows, and report the status changes that came with them at once
     /// rather than at the next status pass (a one-time access code used
     /// at a door: the hub records the use before it appends the event).
+    ///
+    /// The status check walks the local state's codes and accesses, so a
+    /// burst of events checks once at its start and once at the end of
+    /// [`STATUS_CHECK_EVERY`], not once an event.
     pub fn handle_outbox_changed(&mut self, local: &mut impl LocalState, now: Instant) {
         if self.connected {
-            let statuses = local.statuses(false);
-            self.publish_statuses(local, statuses);
+            match self.last_status_check {
+                Some(last) if now < last + STATUS_CHECK_EVERY => {
+                    let at = last + STATUS_CHECK_EVERY;
+                    self.next_status = Some(self.next_status.map_or(at, |d| d.min(at)));
+                }
+                _ => {
+                    self.last_status_check = Some(now);
+                    let statuses = local.statuses(false);
+                    self.publish_statuses(local, statuses);
+                }
+            }
         }
         self.pump_outbox(local, now);
     }
@@ -425,6 +445,7 @@ impl SyncCore {
             self.publish_health(local, now);
         }
         if self.next_status.is_some_and(|d| d <= now) {
+            self.last_status_check = Some(now);
             let statuses = local.statuses(false);
             self.publish_statuses(local, statuses);
             self.next_status = Some(now + self.cfg.status_interval);

@@ -22,6 +22,8 @@ struct Mem {
     commands: Vec<Command>,
     /// Status changes the next `statuses(false)` reports (and forgets).
     changed: Vec<EntityStatus>,
+    /// How often statuses were asked for.
+    status_checks: usize,
 }
 
 fn key_of(e: &Entity) -> (i32, String) {
@@ -99,6 +101,7 @@ impl LocalState for Mem {
         }
     }
     fn statuses(&mut self, _all: bool) -> Vec<EntityStatus> {
+        self.status_checks += 1;
         std::mem::take(&mut self.changed)
     }
     fn command(&mut self, c: &Command) -> CommandResult {
@@ -745,4 +748,40 @@ fn a_status_change_goes_out_with_the_event_that_came_with_it() {
     let out = h.drain();
     assert_eq!(statuses(&out), [used]);
     assert_eq!(sent_seqs(&out), [vec![2]]);
+}
+
+#[test]
+fn a_burst_of_events_checks_statuses_once_and_once_more_at_the_window_end() {
+    let mut h = Harness::new();
+    h.connect();
+    h.advance(Duration::from_secs(1));
+    let checks = h.mem.status_checks;
+    let used = EntityStatus {
+        key: Some(EntityKey {
+            kind: EntityKind::AccessCode as i32,
+            id: "code-once".into(),
+        }),
+        kind: StatusKind::CodeRemoved as i32,
+        reason: "used".into(),
+        ..EntityStatus::default()
+    };
+    // 50 events within 50 ms: the first wake checks, the rest do not.
+    for seq in 1..=50 {
+        if seq == 10 {
+            // A code used in the middle of the burst.
+            h.mem.changed.push(used.clone());
+        }
+        h.mem.outbox.push(event(seq));
+        h.core.handle_outbox_changed(&mut h.mem, h.now);
+        h.now += Duration::from_millis(1);
+    }
+    let out = h.drain();
+    assert_eq!(h.mem.status_checks, checks + 1);
+    assert!(statuses(&out).is_empty());
+    // The window's end is a deadline: the change goes out then.
+    let deadline = h.core.poll_timeout().unwrap();
+    assert!(deadline <= h.now + STATUS_CHECK_EVERY, "{deadline:?}");
+    let out = h.advance(deadline - h.now);
+    assert_eq!(statuses(&out), [used]);
+    assert_eq!(h.mem.status_checks, checks + 2);
 }
