@@ -67,6 +67,67 @@ pub struct DemoArgs {
     /// ready line).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+
+    /// Sync with a cloud through this MQTT broker as well:
+    /// `mqtt://host[:port]`, or `mqtts://host[:port]` with `--mqtt-ca`,
+    /// `--mqtt-cert` and `--mqtt-key` (docs/config.md, `[mqtt]`).
+    #[arg(long, value_name = "URL")]
+    pub mqtt: Option<String>,
+
+    /// Tenant id for the sync (a topic level).
+    #[arg(long, default_value = "demo", requires = "mqtt")]
+    pub tenant: String,
+
+    /// Hub id for the sync (a topic level and the MQTT client id).
+    #[arg(long, default_value = "demo-hub", requires = "mqtt")]
+    pub hub_id: String,
+
+    /// CA certificate (PEM) of the broker, for `mqtts://`.
+    #[arg(long, value_name = "FILE", requires = "mqtt")]
+    pub mqtt_ca: Option<PathBuf>,
+
+    /// The hub's client certificate (PEM), for `mqtts://`.
+    #[arg(long, value_name = "FILE", requires = "mqtt")]
+    pub mqtt_cert: Option<PathBuf>,
+
+    /// The hub's client key (PEM, chmod 600), for `mqtts://`.
+    #[arg(long, value_name = "FILE", requires = "mqtt")]
+    pub mqtt_key: Option<PathBuf>,
+}
+
+/// A TOML basic string for `s`. JSON's string escapes (`\"`, `\\`, `\n`,
+/// `\uXXXX`...) are all valid TOML escapes.
+fn toml_str(s: &str) -> String {
+    serde_json::Value::String(s.to_owned()).to_string()
+}
+
+/// The `[mqtt]` section for `--mqtt` (empty without it). Relative paths
+/// are made absolute: the config lives in the demo's own directory.
+fn mqtt_section(args: &DemoArgs) -> Result<String, CliError> {
+    let Some(url) = &args.mqtt else {
+        return Ok(String::new());
+    };
+    let mut section = format!(
+        "\n[mqtt]\nurl = {}\ntenant = {}\nhub_id = {}\n",
+        toml_str(url),
+        toml_str(&args.tenant),
+        toml_str(&args.hub_id)
+    );
+    for (key, file) in [
+        ("ca_file", &args.mqtt_ca),
+        ("cert_file", &args.mqtt_cert),
+        ("key_file", &args.mqtt_key),
+    ] {
+        if let Some(file) = file {
+            let file = std::path::absolute(file)
+                .map_err(io_err(format!("resolving {}", file.display())))?;
+            let file = file.to_str().ok_or_else(|| {
+                CliError::Usage(format!("{key}: {} is not UTF-8", file.display()))
+            })?;
+            section.push_str(&format!("{key} = {}\n", toml_str(file)));
+        }
+    }
+    Ok(section)
 }
 
 /// A card number with all but the last two digits hidden.
@@ -278,7 +339,8 @@ fn prepare(args: &DemoArgs, password: &str) -> Result<(DemoDir, PathBuf), CliErr
     write_file(&dir.0.join("site.json"), SAMPLE_DATA_SET, false)?;
     let hash = auth::hash_password(password).map_err(|e| CliError::Usage(e.to_string()))?;
     let path = dir.0.join("hub.toml");
-    write_file(&path, &demo_config(args.baud, args.listen, &hash), false)?;
+    let config = demo_config(args.baud, args.listen, &hash) + &mqtt_section(args)?;
+    write_file(&path, &config, false)?;
     Ok((dir, path))
 }
 
@@ -363,6 +425,7 @@ pub async fn run(args: &DemoArgs) -> Result<(), CliError> {
         "web": format!("http://{}/", args.listen),
         "user": DEMO_USER,
         "password": password.as_str(),
+        "mqtt": args.mqtt,
         "note": "virtual secure readers 1 front-in, 2 front-out, 3 back on a simulated bus; \
                  log in to the web page, or type 'card 1 12:34567' (Ann, granted at the front door) \
                  or 'keys 3 4321'",
@@ -388,6 +451,50 @@ pub async fn run(args: &DemoArgs) -> Result<(), CliError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn args(mqtt: Option<&str>, tenant: &str) -> DemoArgs {
+        DemoArgs {
+            baud: 9600,
+            card_every: 0,
+            seconds: 0,
+            listen: "127.0.0.1:0".parse().unwrap(),
+            mqtt: mqtt.map(str::to_owned),
+            tenant: tenant.to_owned(),
+            hub_id: "demo-hub".to_owned(),
+            mqtt_ca: None,
+            mqtt_cert: None,
+            mqtt_key: None,
+        }
+    }
+
+    #[test]
+    fn a_broker_url_adds_the_sync_to_the_demo_config() {
+        let (_dir, path) = prepare(&args(None, "demo"), "pw").unwrap();
+        let config = crate::config::load(&path).unwrap();
+        assert!(config.mqtt.is_none(), "no broker, no sync");
+
+        let (_dir, path) = prepare(&args(Some("mqtt://127.0.0.1:1883"), "acme"), "pw").unwrap();
+        let config = crate::config::load(&path).unwrap();
+        let mqtt = config.mqtt.expect("[mqtt] from --mqtt");
+        assert_eq!(mqtt.url, "mqtt://127.0.0.1:1883");
+        assert_eq!(
+            (mqtt.tenant.as_str(), mqtt.hub_id.as_str()),
+            ("acme", "demo-hub")
+        );
+
+        // A value cannot break out of its TOML string: a tenant with a
+        // quote is one (invalid) tenant, refused by the config's check.
+        let (_dir, path) = prepare(
+            &args(
+                Some("mqtt://127.0.0.1"),
+                "a\"\n[web]\nlisten = \"0.0.0.0:1\"",
+            ),
+            "pw",
+        )
+        .unwrap();
+        let err = crate::config::load(&path).unwrap_err().to_string();
+        assert!(err.contains("tenant"), "{err}");
+    }
 
     #[test]
     fn masks_all_but_the_last_two_digits() {
@@ -452,13 +559,7 @@ mod tests {
 
     #[test]
     fn the_built_in_config_is_valid_and_serves_the_web_page() {
-        let args = DemoArgs {
-            baud: 9600,
-            card_every: 0,
-            seconds: 0,
-            listen: "127.0.0.1:0".parse().unwrap(),
-        };
-        let (demo_dir, path) = prepare(&args, "pw").unwrap();
+        let (demo_dir, path) = prepare(&args(None, "demo"), "pw").unwrap();
         let config = crate::config::load(&path).unwrap();
         assert!(config.buses[0].config.is_simulated());
         assert_eq!(config.readers.len(), 3);

@@ -510,3 +510,58 @@ fn sync_state_and_the_outbox_alarm_are_shown_and_sent() {
     );
     stop(hub);
 }
+
+#[test]
+fn the_demo_given_a_broker_url_syncs_as_well() {
+    // `hub demo --mqtt URL`: the README's demo, its cards going up to a
+    // cloud through a (plain, local) broker.
+    let broker = e2e::broker::Mosquitto::start(e2e::broker::MosquittoOpts::plain());
+    let port = broker.plain_port().to_string();
+    let mut cmd = Command::new(e2e::hub_bin());
+    cmd.args(["demo", "--listen", "127.0.0.1:0", "--card-every", "1"])
+        .args(["--mqtt", &format!("mqtt://127.0.0.1:{port}")])
+        .args(["--tenant", TENANT, "--hub-id", "demo-hub"])
+        .env("RUST_LOG", "warn");
+    let mut demo = e2e::JsonProc::spawn("hub-demo", cmd);
+    let first = demo.wait_for("the demo line", Duration::from_secs(60), |v| {
+        e2e::is(v, "event", json!("demo"))
+    });
+    assert_eq!(first["mqtt"], format!("mqtt://127.0.0.1:{port}"));
+
+    // The cloud's side: every event the demo sends, acknowledged.
+    let out = Command::new(e2e::hubctl_bin())
+        .args(["--host", "127.0.0.1", "--port", &port])
+        .args(["--tenant", TENANT, "--hub", "demo-hub"])
+        .args(["tail", "--ack", "--for-s", "10"])
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run hubctl");
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line from hubctl"))
+        .collect();
+    let events = events_of(&lines);
+    let granted: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["kind"] == "EVENT_KIND_ACCESS" && e["granted"] == true)
+        .collect();
+    assert!(
+        !granted.is_empty(),
+        "a granted card of the demo reached the cloud: {lines:?}"
+    );
+    let ann = granted[0];
+    assert_eq!(ann["hub_id"], "demo-hub", "{ann}");
+    assert_eq!(ann["door"], "front", "{ann}");
+    assert_eq!(ann["credential"], "****67", "{ann}");
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("34567"),
+        "the card number never leaves the hub unmasked"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["topic"] == "presence" && l["state"] == "PRESENCE_STATE_ONLINE"),
+        "{lines:?}"
+    );
+    drop(demo);
+}
